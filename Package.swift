@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let languageMode: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+let optimised: [SwiftSetting] = languageMode
+
+let package = Package(
+    name: "dipviz",
+    products: [
+        .executable(name: "dipviz", targets: ["dipviz"]),
+        .library(name: "DipvizTensor", targets: ["DipvizTensor"]),
+        .library(name: "DipvizPrior", targets: ["DipvizPrior"]),
+        .library(name: "DipvizImage", targets: ["DipvizImage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C at the edge: one system-library target per C library.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c",
+                       providers: [.apt(["libprotobuf-c-dev"])]),
+
+        .target(name: "DipvizTensor", dependencies: ["CBLAS"], swiftSettings: optimised),
+        .target(name: "DipvizImage", dependencies: ["CPNG", "DipvizTensor"], swiftSettings: languageMode),
+        .target(name: "DipvizPrior", dependencies: ["DipvizTensor"], swiftSettings: optimised),
+        .target(name: "DipvizBench", dependencies: ["DipvizTensor", "DipvizPrior"], swiftSettings: languageMode),
+        .executableTarget(name: "dipviz", dependencies: [
+            "DipvizTensor", "DipvizPrior", "DipvizImage", "DipvizBench",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: languageMode),
+
+        .testTarget(name: "DipvizTensorTests", dependencies: ["DipvizTensor", "DipvizPrior"],
+                    resources: [.copy("Fixtures")], swiftSettings: languageMode),
+        .testTarget(name: "DipvizImageTests", dependencies: ["DipvizImage"], swiftSettings: languageMode),
+        .testTarget(name: "dipvizCLITests", dependencies: ["dipviz"], swiftSettings: languageMode),
+    ]
+)

@@ -1,0 +1,127 @@
+import Foundation
+import DipvizTensor
+import DipvizPrior
+
+/// One benchmark line: the median of repeated timings of a case.
+public struct BenchmarkResult: Codable, Sendable {
+    public let `case`: String
+    public let ms: Double
+    public let gflops: Double
+    public let repeats: Int
+    public let openblas_core: String
+    public let threads: Int
+    public let detail: String?
+}
+
+public struct BenchmarkCase: Sendable {
+    public let name: String
+    /// Floating-point operations of one timed call (for the GFLOP/s figure).
+    public let flops: Double
+    public let detail: String?
+    /// Returns the closure to time; set-up work happens outside the timing.
+    public let prepare: @Sendable () throws -> () -> Void
+}
+
+public enum Benchmarks {
+    public static func run(_ c: BenchmarkCase, repeats: Int, warmup: Int = 1) throws -> BenchmarkResult {
+        let body = try c.prepare()
+        for _ in 0..<warmup { body() }
+        var times: [Double] = []
+        for _ in 0..<Swift.max(repeats, 1) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        }
+        times.sort()
+        let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+        return BenchmarkResult(case: c.name, ms: (median * 1000).rounded() / 1000,
+                               gflops: ((c.flops / (median / 1000) / 1e9) * 10).rounded() / 10,
+                               repeats: times.count, openblas_core: BLAS.coreName,
+                               threads: Parallel.workerCount, detail: c.detail)
+    }
+
+    public static var all: [BenchmarkCase] { [sgemm1024, convForward, convBackward, dipStep256] }
+
+    public static let sgemm1024 = BenchmarkCase(name: "sgemm_1024", flops: 2 * pow(1024, 3), detail: "1024x1024 row-major") {
+        let a = Tensor.uniform([1024, 1024], seed: 1), b = Tensor.uniform([1024, 1024], seed: 2)
+        let c = Tensor(zeros: [1024, 1024])
+        return {
+            BLAS.sgemm(transposeA: false, transposeB: false, m: 1024, n: 1024, k: 1024,
+                       a: a.data, lda: 1024, b: b.data, ldb: 1024, beta: 0, c: c.data, ldc: 1024)
+        }
+    }
+
+    static let convFlops = 2.0 * 128 * 128 * 9 * 64 * 64
+
+    public static let convForward = BenchmarkCase(name: "conv_fwd", flops: convFlops, detail: "1x128x64x64, 128->128 3x3 pad 1") {
+        let x = Tensor.uniform([1, 128, 64, 64], seed: 1)
+        let w = Tensor.uniform([128, 128, 3, 3], low: -0.03, high: 0.03, seed: 2)
+        let b = Tensor.uniform([128], seed: 3)
+        return { _ = GradMode.withoutGrad { x.conv2d(weight: w, bias: b, options: Conv2dOptions(padding: 1)) } }
+    }
+
+    public static let convBackward = BenchmarkCase(name: "conv_bwd", flops: 2 * convFlops,
+                                                   detail: "gradients of input, weight and bias; forward not timed") {
+        let x = Tensor.uniform([1, 128, 64, 64], seed: 1)
+        x.requiresGrad = true
+        let w = Tensor.uniform([128, 128, 3, 3], low: -0.03, high: 0.03, seed: 2)
+        w.requiresGrad = true
+        let b = Tensor.uniform([128], seed: 3)
+        b.requiresGrad = true
+        let seed = Tensor.uniform([1, 128, 64, 64], seed: 4)
+        let y = x.conv2d(weight: w, bias: b, options: Conv2dOptions(padding: 1))
+        return {
+            x.grad = nil; w.grad = nil; b.grad = nil
+            y.backward(seed: seed, retainGraph: true)
+        }
+    }
+
+    /// One Deep Image Prior step at 256x256: skip generator forward, MSE loss, backward, Adam.
+    public static let dipStep256 = BenchmarkCase(name: "dip_step_256", flops: dipStepFlops(size: 256),
+                                                 detail: "skip 32->3, [16,32,64,128,128,128], skip 4, k [7,7,5,5,3,3], avg-pool down, nearest up, BN, LeakyReLU 0.2, sigmoid") {
+        let (step, _) = try dipStep(size: 256)
+        return step
+    }
+
+    /// The timed step and the generator's parameter count.
+    public static func dipStep(size: Int, configuration: SkipConfiguration = SkipConfiguration()) throws -> (() -> Void, Int) {
+        let net = try SkipNetwork.make(configuration, seed: 0)
+        var rng = SeededGenerator(seed: 1)
+        let z = Tensor.uniform([1, configuration.inputChannels, size, size], low: 0, high: 0.1, generator: &rng)
+        let target = Tensor.uniform([1, configuration.outputChannels, size, size], generator: &rng)
+        let adam = Adam(parameters: net.parameters, learningRate: 1e-3)
+        let step = {
+            adam.zeroGrad()
+            let loss = net(z).mseLoss(target)
+            loss.backward()
+            adam.step()
+        }
+        return (step, net.parameterCount)
+    }
+
+    /// Multiply-adds x 2 of forward (convolutions), plus backward (input and weight gradients,
+    /// except the input gradient of convolutions that read the noise directly).
+    public static func dipStepFlops(size: Int, configuration cfg: SkipConfiguration = SkipConfiguration()) -> Double {
+        var total = 0.0
+        var inputDepth = cfg.inputChannels
+        var res = size
+        func conv(_ cin: Int, _ cout: Int, _ k: Int, at r: Int, readsNoise: Bool) {
+            let f = 2.0 * Double(cin * cout * k * k) * Double(r * r)
+            total += f * (readsNoise ? 2 : 3)
+        }
+        for i in 0..<cfg.scales {
+            let first = i == 0
+            let downRes = cfg.downsampling == .stride ? res / 2 : res
+            if cfg.channelsSkip[i] > 0 { conv(inputDepth, cfg.channelsSkip[i], cfg.kernelSkip, at: res, readsNoise: first) }
+            conv(inputDepth, cfg.channelsDown[i], cfg.kernelsDown[i], at: downRes, readsNoise: first)
+            conv(cfg.channelsDown[i], cfg.channelsDown[i], cfg.kernelsDown[i], at: res / 2, readsNoise: false)
+            let k = i == cfg.scales - 1 ? cfg.channelsDown[i] : cfg.channelsUp[i + 1]
+            conv(cfg.channelsSkip[i] + k, cfg.channelsUp[i], cfg.kernelsUp[i], at: res, readsNoise: false)
+            if cfg.pointwiseUp { conv(cfg.channelsUp[i], cfg.channelsUp[i], 1, at: res, readsNoise: false) }
+            inputDepth = cfg.channelsDown[i]
+            res /= 2
+        }
+        conv(cfg.channelsUp[0], cfg.outputChannels, 1, at: size, readsNoise: false)
+        return total
+    }
+}

@@ -1,0 +1,262 @@
+import Foundation
+
+/// Geometry of a 2-D convolution or pooling window.
+public struct Conv2dOptions: Hashable, Sendable, Codable {
+    public var strideH = 1, strideW = 1
+    public var padTop = 0, padLeft = 0, padBottom = 0, padRight = 0
+    public var dilationH = 1, dilationW = 1
+    public var groups = 1
+
+    public init(stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1) {
+        strideH = stride; strideW = stride
+        padTop = padding; padLeft = padding; padBottom = padding; padRight = padding
+        dilationH = dilation; dilationW = dilation
+        self.groups = groups
+    }
+
+    public init(strides: (Int, Int), pads: (top: Int, left: Int, bottom: Int, right: Int),
+                dilations: (Int, Int) = (1, 1), groups: Int = 1) {
+        (strideH, strideW) = strides
+        (padTop, padLeft, padBottom, padRight) = pads
+        (dilationH, dilationW) = dilations
+        self.groups = groups
+    }
+
+    public func outputSize(height h: Int, width w: Int, kernelH kh: Int, kernelW kw: Int) -> (Int, Int) {
+        ((h + padTop + padBottom - dilationH * (kh - 1) - 1) / strideH + 1,
+         (w + padLeft + padRight - dilationW * (kw - 1) - 1) / strideW + 1)
+    }
+}
+
+/// The im2col/GEMM plan for one convolution: a column matrix of `k` rows (input channel x kernel
+/// offset) is built for a band of output rows at a time, so the buffer stays a few megabytes
+/// whatever the image size.
+struct ConvGeometry {
+    let n: Int, c: Int, h: Int, w: Int
+    let m: Int, kh: Int, kw: Int
+    let oh: Int, ow: Int
+    let o: Conv2dOptions
+    var cg: Int { c / o.groups }
+    var mg: Int { m / o.groups }
+    var k: Int { cg * kh * kw }
+    var spatial: Int { oh * ow }
+    /// A 1x1 kernel with unit stride and no padding reads the input itself as the column matrix.
+    var isPointwise: Bool {
+        kh == 1 && kw == 1 && o.strideH == 1 && o.strideW == 1 && o.padTop == 0 && o.padLeft == 0
+            && o.padBottom == 0 && o.padRight == 0
+    }
+    /// For unit stride: the convolution that maps the output gradient to the input gradient
+    /// (padding d*(k-1)-p on each side), or nil when that padding would be negative.
+    var inputGradientGeometry: ConvGeometry? {
+        guard o.strideH == 1, o.strideW == 1 else { return nil }
+        let eh = o.dilationH * (kh - 1), ew = o.dilationW * (kw - 1)
+        var t = o
+        t.padTop = eh - o.padTop; t.padBottom = eh - o.padBottom
+        t.padLeft = ew - o.padLeft; t.padRight = ew - o.padRight
+        guard t.padTop >= 0, t.padBottom >= 0, t.padLeft >= 0, t.padRight >= 0 else { return nil }
+        return ConvGeometry(n: n, c: m, h: oh, w: ow, m: c, kh: kh, kw: kw, oh: h, ow: w, o: t)
+    }
+
+    /// Output rows per band.
+    var bandRows: Int { Swift.max(1, Swift.min(oh, (1 << 20) / Swift.max(k * ow, 1))) }
+
+    /// Fills `col` (k x rows*ow) for output rows [row0, row0+rows) from one group's input planes.
+    func im2col(_ x: UnsafePointer<Float>, row0: Int, rows: Int, into col: UnsafeMutablePointer<Float>) {
+        let ncol = rows * ow
+        Parallel.forEach(k, itemCost: ncol) { r in
+            let ch = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw
+            let plane = x + ch * h * w
+            let dst = col + r * ncol
+            let dx = kj * o.dilationW - o.padLeft
+            // ox range where 0 <= ox*sw + dx < w
+            let lo = dx >= 0 ? 0 : Swift.min(ow, (-dx + o.strideW - 1) / o.strideW)
+            let hi = Swift.max(lo, Swift.min(ow, (w - dx + o.strideW - 1) / o.strideW))
+            for t in 0..<rows {
+                let iy = (row0 + t) * o.strideH - o.padTop + ki * o.dilationH
+                let d = dst + t * ow
+                if iy < 0 || iy >= h { d.update(repeating: 0, count: ow); continue }
+                let src = plane + iy * w + dx
+                if lo > 0 { d.update(repeating: 0, count: lo) }
+                if o.strideW == 1 {
+                    (d + lo).update(from: src + lo, count: hi - lo)
+                } else {
+                    for ox in lo..<hi { d[ox] = src[ox * o.strideW] }
+                }
+                if hi < ow { (d + hi).update(repeating: 0, count: ow - hi) }
+            }
+        }
+    }
+
+    /// Adds `col` (k x rows*ow) back into one group's input-gradient planes.
+    func col2im(_ col: UnsafePointer<Float>, row0: Int, rows: Int, into gx: UnsafeMutablePointer<Float>) {
+        let ncol = rows * ow
+        // Each channel owns kh*kw rows of col, so channels can run in parallel without races.
+        Parallel.forEach(cg, itemCost: kh * kw * ncol) { ch in
+            let plane = gx + ch * h * w
+            for ki in 0..<kh {
+                for kj in 0..<kw {
+                    let r = (ch * kh + ki) * kw + kj
+                    let srcRow = col + r * ncol
+                    let dx = kj * o.dilationW - o.padLeft
+                    let lo = dx >= 0 ? 0 : Swift.min(ow, (-dx + o.strideW - 1) / o.strideW)
+                    let hi = Swift.max(lo, Swift.min(ow, (w - dx + o.strideW - 1) / o.strideW))
+                    for t in 0..<rows {
+                        let iy = (row0 + t) * o.strideH - o.padTop + ki * o.dilationH
+                        if iy < 0 || iy >= h { continue }
+                        let d = plane + iy * w + dx, s = srcRow + t * ow
+                        if o.strideW == 1 { for ox in lo..<hi { d[ox] += s[ox] } }
+                        else { for ox in lo..<hi { d[ox * o.strideW] += s[ox] } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// 2-D convolution (cross-correlation) of an NCHW input with an M x C/groups x kH x kW
+    /// weight and an optional bias of M. The weight's gradient is computed only when the weight
+    /// needs one, so a frozen classifier costs input gradients alone.
+    public func conv2d(weight: Tensor, bias: Tensor? = nil, options o: Conv2dOptions = Conv2dOptions()) -> Tensor {
+        let (n, c, h, w) = nchw
+        precondition(weight.rank == 4, "conv weight must be rank 4, got \(weight.shape)")
+        let m = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
+        precondition(c % o.groups == 0 && m % o.groups == 0 && weight.shape[1] == c / o.groups,
+                     "conv of input \(shape) with weight \(weight.shape) in \(o.groups) groups")
+        precondition(bias == nil || bias!.count == m, "conv bias \(bias!.shape) for \(m) outputs")
+        let (oh, ow) = o.outputSize(height: h, width: w, kernelH: kh, kernelW: kw)
+        precondition(oh > 0 && ow > 0, "conv output would be \(oh)x\(ow) for input \(shape), kernel \(kh)x\(kw)")
+        let geo = ConvGeometry(n: n, c: c, h: h, w: w, m: m, kh: kh, kw: kw, oh: oh, ow: ow, o: o)
+        let out = Tensor(uninitializedShape: [n, m, oh, ow])
+        Tensor.convForward(geo, x: data, weight: weight.data, bias: bias?.data, y: out.data)
+        var inputs = [self, weight]
+        if let b = bias { inputs.append(b) }
+        return Tensor.record(out, inputs) { _, g in
+            Tensor.convBackward(geo, x: self, weight: weight, bias: bias, gy: g.data)
+        }
+    }
+
+    static func convForward(_ geo: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                            bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        let beta: Float = accumulate ? 1 : 0
+        let band = geo.bandRows
+        let colCount = geo.isPointwise ? 1 : geo.k * band * geo.ow
+        withScratch(colCount) { col in
+            for b in 0..<geo.n {
+                for g in 0..<geo.o.groups {
+                    let xg = x + (b * geo.c + g * geo.cg) * geo.h * geo.w
+                    let yg = y + (b * geo.m + g * geo.mg) * geo.spatial
+                    let wg = weight + g * geo.mg * geo.k
+                    if geo.isPointwise {
+                        BLAS.sgemm(transposeA: false, transposeB: false, m: geo.mg, n: geo.spatial, k: geo.k,
+                                   a: wg, lda: geo.k, b: xg, ldb: geo.spatial, beta: beta, c: yg, ldc: geo.spatial)
+                        continue
+                    }
+                    var row0 = 0
+                    while row0 < geo.oh {
+                        let rows = Swift.min(band, geo.oh - row0)
+                        geo.im2col(xg, row0: row0, rows: rows, into: col)
+                        BLAS.sgemm(transposeA: false, transposeB: false, m: geo.mg, n: rows * geo.ow, k: geo.k,
+                                   a: wg, lda: geo.k, b: col, ldb: rows * geo.ow, beta: beta,
+                                   c: yg + row0 * geo.ow, ldc: geo.spatial)
+                        row0 += rows
+                    }
+                }
+            }
+        }
+        if let bias {
+            let s = geo.spatial
+            Parallel.forEach(geo.n * geo.m, itemCost: s) { p in
+                let v = bias[p % geo.m], d = y + p * s
+                for i in 0..<s { d[i] += v }
+            }
+        }
+    }
+
+    static func convBackward(_ geo: ConvGeometry, x: Tensor, weight: Tensor, bias: Tensor?, gy: UnsafePointer<Float>) {
+        let s = geo.spatial
+        bias?.withGrad { gb in
+            for mm in 0..<geo.m {
+                var acc: Float = 0
+                for b in 0..<geo.n { let p = gy + (b * geo.m + mm) * s; for i in 0..<s { acc += p[i] } }
+                gb.put(mm, acc)
+            }
+        }
+        let wantX = x.needsGrad, wantW = weight.needsGrad
+        guard wantX || wantW else { return }
+        var gwTarget: GradTarget? = nil
+        if wantW { weight.withGrad { gwTarget = $0 } }
+        var gxTarget: GradTarget? = nil
+        if wantX { x.withGrad { gxTarget = $0 } }
+        if let gx = gxTarget, let transposed = geo.inputGradientGeometry {
+            // With unit stride the input gradient is itself a convolution of the output gradient
+            // with the flipped, transposed kernel: one GEMM with a long inner dimension instead
+            // of a tall column matrix scattered back by col2im.
+            let kk = geo.kh * geo.kw
+            withScratch(weight.count) { flipped in
+                let w = weight.data
+                for g in 0..<geo.o.groups {
+                    for mm in 0..<geo.mg {
+                        for ch in 0..<geo.cg {
+                            let src = w + ((g * geo.mg + mm) * geo.cg + ch) * kk
+                            let dst = flipped + ((g * geo.cg + ch) * geo.mg + mm) * kk
+                            for t in 0..<kk { dst[t] = src[kk - 1 - t] }
+                        }
+                    }
+                }
+                convForward(transposed, x: gy, weight: flipped, bias: nil, y: gx.pointer, accumulate: gx.accumulate)
+            }
+            gxTarget = nil
+        }
+        let band = geo.bandRows
+        let colCount = geo.isPointwise ? 1 : geo.k * band * geo.ow
+        // Col2im adds into the input gradient, so a fresh buffer starts at zero.
+        if let gx = gxTarget, !geo.isPointwise { gx.prepareForScatter(count: x.count) }
+        withScratch(colCount) { col in
+        withScratch(wantX && !geo.isPointwise ? colCount : 1) { dcol in
+            for b in 0..<geo.n {
+                for g in 0..<geo.o.groups {
+                    let xg = x.data + (b * geo.c + g * geo.cg) * geo.h * geo.w
+                    let gyg = gy + (b * geo.m + g * geo.mg) * s
+                    let wg = weight.data + g * geo.mg * geo.k
+                    // The first contribution to a fresh weight gradient overwrites it.
+                    let wBeta: Float = (gwTarget?.accumulate ?? true) || b > 0 ? 1 : 0
+                    if geo.isPointwise {
+                        if let gw = gwTarget {
+                            BLAS.sgemm(transposeA: false, transposeB: true, m: geo.mg, n: geo.k, k: s,
+                                       a: gyg, lda: s, b: xg, ldb: s, beta: wBeta,
+                                       c: gw.pointer + g * geo.mg * geo.k, ldc: geo.k)
+                        }
+                        if let gx = gxTarget {
+                            BLAS.sgemm(transposeA: true, transposeB: false, m: geo.k, n: s, k: geo.mg,
+                                       a: wg, lda: geo.k, b: gyg, ldb: s, beta: gx.accumulate ? 1 : 0,
+                                       c: gx.pointer + (b * geo.c + g * geo.cg) * geo.h * geo.w, ldc: s)
+                        }
+                        continue
+                    }
+                    var row0 = 0
+                    while row0 < geo.oh {
+                        let rows = Swift.min(band, geo.oh - row0)
+                        let ncol = rows * geo.ow
+                        if let gw = gwTarget {
+                            geo.im2col(xg, row0: row0, rows: rows, into: col)
+                            BLAS.sgemm(transposeA: false, transposeB: true, m: geo.mg, n: geo.k, k: ncol,
+                                       a: gyg + row0 * geo.ow, lda: s, b: col, ldb: ncol,
+                                       beta: (wBeta == 1 || row0 > 0) ? 1 : 0,
+                                       c: gw.pointer + g * geo.mg * geo.k, ldc: geo.k)
+                        }
+                        if let gx = gxTarget {
+                            BLAS.sgemm(transposeA: true, transposeB: false, m: geo.k, n: ncol, k: geo.mg,
+                                       a: wg, lda: geo.k, b: gyg + row0 * geo.ow, ldb: s, beta: 0,
+                                       c: dcol, ldc: ncol)
+                            geo.col2im(dcol, row0: row0, rows: rows,
+                                       into: gx.pointer + (b * geo.c + g * geo.cg) * geo.h * geo.w)
+                        }
+                        row0 += rows
+                    }
+                }
+            }
+        }
+        }
+    }
+}

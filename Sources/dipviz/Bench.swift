@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+import DipvizBench
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time the engine's kernels and whole steps; prints one JSON object per line.")
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Cases to run (default: all).")
+    var cases: [String] = []
+
+    @Option(help: "Timed repetitions per case (the median is reported).")
+    var repeats = 5
+
+    @Flag(help: "List the case names and exit.")
+    var list = false
+
+    func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+        let known = Set(Benchmarks.all.map(\.name))
+        let unknown = cases.filter { !known.contains($0) }
+        guard unknown.isEmpty else {
+            throw ValidationError("unknown case \(unknown.joined(separator: ", ")); known: \(known.sorted().joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        if list { Benchmarks.all.forEach { print($0.name) }; return }
+        let selected = cases.isEmpty ? Benchmarks.all : Benchmarks.all.filter { cases.contains($0.name) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for c in selected {
+            let result = try Benchmarks.run(c, repeats: repeats)
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            fflush(stdout)
+        }
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what dipviz needs on a Debian machine, skipping whatever is already there.
+set -euo pipefail
+
+APT_PACKAGES=(pkg-config libopenblas-dev libpng-dev libprotobuf-c-dev protobuf-c-compiler)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || { echo "setup: swift (6.0 or later) is not on PATH" >&2; exit 1; }
