@@ -1,8 +1,19 @@
 // swift-tools-version:6.0
 import PackageDescription
+import Foundation
 
 let languageMode: [SwiftSetting] = [.swiftLanguageMode(.v5)]
-let optimised: [SwiftSetting] = languageMode
+/// Vector kernels need AVX2 and FMA on x86-64 (any x86-64 CPU since 2013-2015). Set
+/// DIPVIZ_PORTABLE=1 when building for older processors; the engine then uses GEMM paths only.
+let vectorISA: [SwiftSetting] = {
+    #if arch(x86_64)
+    if ProcessInfo.processInfo.environment["DIPVIZ_PORTABLE"] == nil {
+        return [.unsafeFlags(["-target-cpu", "haswell"]), .define("DIPVIZ_SIMD_FMA")]
+    }
+    #endif
+    return []
+}()
+let optimised: [SwiftSetting] = languageMode + vectorISA
 
 let package = Package(
     name: "dipviz",

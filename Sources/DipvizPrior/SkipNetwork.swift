@@ -13,6 +13,7 @@ public enum Downsampling: String, Sendable, Codable, CaseIterable {
 /// The encoder-decoder with skip connections of Ulyanov et al.'s Deep Image Prior
 /// (`models/skip.py` of their code): per scale a skip branch, a down branch of two conv-BN-act
 /// blocks, and on the way back up a concat, BN, conv-BN-act and a 1x1 conv-BN-act.
+/// Initialisation draws in a different order from the reference code (same distributions).
 public struct SkipConfiguration: Sendable, Codable, Equatable {
     public var inputChannels = 32
     public var outputChannels = 3
@@ -65,15 +66,14 @@ public enum SkipNetwork {
                 let mode = cfg.padding
                 layers.append(Lambda("pad") { $0.padded(top: pad, bottom: pad, left: pad, right: pad, mode: mode) })
             }
-            layers.append(Conv2d(inChannels: cin, outChannels: cout, kernel: k,
-                                 options: Conv2dOptions(stride: convStride, padding: cfg.padding == .zero ? pad : 0),
-                                 bias: cfg.bias, generator: &rng))
-            if stride > 1 {
-                switch cfg.downsampling {
-                case .stride: break
-                case .avg: layers.append(Lambda("avgpool") { $0.avgPool2d(Pool2dOptions(kernel: stride)) })
-                case .max: layers.append(Lambda("maxpool") { $0.maxPool2d(Pool2dOptions(kernel: stride)) })
-                }
+            let convolution = Conv2d(inChannels: cin, outChannels: cout, kernel: k,
+                                     options: Conv2dOptions(stride: convStride, padding: cfg.padding == .zero ? pad : 0),
+                                     bias: cfg.bias, generator: &rng)
+            // Average pooling after the convolution is folded into it (same function, fewer FLOPs).
+            if stride > 1 && cfg.downsampling == .avg { convolution.averagePooled = true }
+            layers.append(convolution)
+            if stride > 1 && cfg.downsampling == .max {
+                layers.append(Lambda("maxpool") { $0.maxPool2d(Pool2dOptions(kernel: stride)) })
             }
             return layers
         }
@@ -85,19 +85,15 @@ public enum SkipNetwork {
         var inputDepth = cfg.inputChannels
         let last = cfg.scales - 1
         for i in 0..<cfg.scales {
+            var skip: Sequential? = nil
+            if cfg.channelsSkip[i] != 0 {
+                let branch = Sequential()
+                for l in conv(inputDepth, cfg.channelsSkip[i], cfg.kernelSkip) { branch.append(l) }
+                branch.append(BatchNorm2d(channels: cfg.channelsSkip[i]))
+                branch.append(act())
+                skip = branch
+            }
             let deeper = Sequential()
-            let skip = Sequential()
-            if cfg.channelsSkip[i] != 0 {
-                current.append(ConcatBranches([skip, deeper]))
-            } else {
-                current.append(deeper)
-            }
-            current.append(BatchNorm2d(channels: cfg.channelsSkip[i] + (i < last ? cfg.channelsUp[i + 1] : cfg.channelsDown[i])))
-            if cfg.channelsSkip[i] != 0 {
-                for l in conv(inputDepth, cfg.channelsSkip[i], cfg.kernelSkip) { skip.append(l) }
-                skip.append(BatchNorm2d(channels: cfg.channelsSkip[i]))
-                skip.append(act())
-            }
             for l in conv(inputDepth, cfg.channelsDown[i], cfg.kernelsDown[i], stride: 2) { deeper.append(l) }
             deeper.append(BatchNorm2d(channels: cfg.channelsDown[i]))
             deeper.append(act())
@@ -112,9 +108,12 @@ public enum SkipNetwork {
                 deeper.append(deeperMain)
                 k = cfg.channelsUp[i + 1]
             }
-            let mode = cfg.upsampling
-            deeper.append(Lambda("upsample") { $0.upsampled(scale: 2, mode: mode) })
-            for l in conv(cfg.channelsSkip[i] + k, cfg.channelsUp[i], cfg.kernelsUp[i]) { current.append(l) }
+            // concat -> BN -> conv of the reference code, in one layer (see SkipUpBlock).
+            let pad = (cfg.kernelsUp[i] - 1) / 2
+            let upConv = Conv2d(inChannels: cfg.channelsSkip[i] + k, outChannels: cfg.channelsUp[i], kernel: cfg.kernelsUp[i],
+                                options: Conv2dOptions(padding: cfg.padding == .zero ? pad : 0), bias: cfg.bias, generator: &rng)
+            current.append(SkipUpBlock(skip: skip, deeper: deeper, skipChannels: cfg.channelsSkip[i], deepChannels: k,
+                                       conv: upConv, upsampling: cfg.upsampling, padding: cfg.padding, pad: pad))
             current.append(BatchNorm2d(channels: cfg.channelsUp[i]))
             current.append(act())
             if cfg.pointwiseUp {

@@ -6,10 +6,16 @@ public protocol Layer: AnyObject {
     /// Non-trainable state that a checkpoint must keep (e.g. batch-norm running statistics).
     var buffers: [Tensor] { get }
     var isTraining: Bool { get set }
+    /// Directly contained layers (for walking a model).
+    var children: [Layer] { get }
 }
 
 extension Layer {
     public var buffers: [Tensor] { [] }
+    public var children: [Layer] { [] }
+
+    /// This layer and everything below it, depth first.
+    public var allLayers: [Layer] { [self] + children.flatMap(\.allLayers) }
     public var isTraining: Bool { get { true } set {} }
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 }
@@ -18,6 +24,8 @@ public final class Conv2d: Layer {
     public let weight: Tensor
     public let bias: Tensor?
     public var options: Conv2dOptions
+    /// Followed by 2x2 average pooling (computed as one stride-2 convolution).
+    public var averagePooled = false
 
     public init(inChannels: Int, outChannels: Int, kernel: Int, options: Conv2dOptions = Conv2dOptions(),
                 bias: Bool = true, generator: inout SeededGenerator) {
@@ -32,7 +40,10 @@ public final class Conv2d: Layer {
         self.weight = weight; self.bias = bias; self.options = options
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { x.conv2d(weight: weight, bias: bias, options: options) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        averagePooled ? x.conv2dAveragePooled(weight: weight, bias: bias, options: options)
+            : x.conv2d(weight: weight, bias: bias, options: options)
+    }
     public var parameters: [Tensor] { bias.map { [weight, $0] } ?? [weight] }
 }
 
@@ -50,9 +61,11 @@ public final class BatchNorm2d: Layer {
         self.momentum = momentum; self.epsilon = epsilon
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor { normalize(x) }
+
+    public func normalize(_ x: Tensor, replication: Int = 1) -> Tensor {
         x.batchNorm(gamma: gamma, beta: beta, runningMean: runningMean, runningVar: runningVar,
-                    training: isTraining, momentum: momentum, epsilon: epsilon)
+                    training: isTraining, momentum: momentum, epsilon: epsilon, replication: replication)
     }
     public var parameters: [Tensor] { [gamma, beta] }
     public var buffers: [Tensor] { [runningMean, runningVar] }
@@ -87,31 +100,9 @@ public final class Sequential: Layer {
     public func callAsFunction(_ x: Tensor) -> Tensor { layers.reduce(x) { $1($0) } }
     public var parameters: [Tensor] { layers.flatMap(\.parameters) }
     public var buffers: [Tensor] { layers.flatMap(\.buffers) }
+    public var children: [Layer] { layers }
     public var isTraining: Bool {
         get { layers.contains { $0.isTraining } }
         set { for l in layers { l.isTraining = newValue } }
-    }
-}
-
-/// Runs branches on the same input and concatenates their outputs along channels, cropping
-/// each to the smallest spatial size (the DIP code's `Concat`).
-public final class ConcatBranches: Layer {
-    public let branches: [Layer]
-    public init(_ branches: [Layer]) { self.branches = branches }
-
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let outs = branches.map { $0(x) }
-        let h = outs.map { $0.shape[2] }.min()!, w = outs.map { $0.shape[3] }.min()!
-        let cropped = outs.map { o -> Tensor in
-            if o.shape[2] == h && o.shape[3] == w { return o }
-            return o.cropped(top: (o.shape[2] - h) / 2, left: (o.shape[3] - w) / 2, height: h, width: w)
-        }
-        return Tensor.concat(cropped, axis: 1)
-    }
-    public var parameters: [Tensor] { branches.flatMap(\.parameters) }
-    public var buffers: [Tensor] { branches.flatMap(\.buffers) }
-    public var isTraining: Bool {
-        get { branches.contains { $0.isTraining } }
-        set { for b in branches { b.isTraining = newValue } }
     }
 }

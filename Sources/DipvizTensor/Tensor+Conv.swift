@@ -57,6 +57,30 @@ struct ConvGeometry {
         return ConvGeometry(n: n, c: m, h: oh, w: ow, m: c, kh: kh, kw: kw, oh: h, ow: w, o: t)
     }
 
+    /// Few output channels make GEMM packing cost as much as the arithmetic; a direct kernel
+    /// that reads the padded input in place is faster there.
+    var prefersDirect: Bool {
+        DirectConvolution.isAvailable && o.strideH == 1 && o.strideW == 1 && o.dilationH == 1 && o.dilationW == 1
+            && mg <= 48 && !(kh == 1 && kw == 1)
+    }
+
+    /// Padded-input layout of the direct kernels: padded height, row stride, plane stride.
+    /// Rows leave room for the kernels' reads past the last output; the odd plane padding keeps
+    /// channel planes off the same cache sets (a row stride of wp+16 ran at half speed).
+    var directLayout: (Int, Int, Int) {
+        let hp = h + o.padTop + o.padBottom, wp = w + o.padLeft + o.padRight
+        let rowStride = wp + 24
+        return (hp, rowStride, hp * rowStride + 40)
+    }
+
+    /// One group's input planes, zero-padded into the direct kernels' layout.
+    func padForDirect(_ x: UnsafePointer<Float>, into xp: UnsafeMutablePointer<Float>) {
+        let (hp, rowStride, planeStride) = directLayout
+        DirectConvolution.pad(x, c: cg, h: h, w: w, top: o.padTop, left: o.padLeft, hp: hp, rowStride: rowStride,
+                              planeStride: planeStride, into: xp)
+        (xp + cg * planeStride).update(repeating: 0, count: 32)
+    }
+
     /// Output rows per band.
     var bandRows: Int { Swift.max(1, Swift.min(oh, (1 << 20) / Swift.max(k * ow, 1))) }
 
@@ -126,6 +150,7 @@ extension Tensor {
         precondition(bias == nil || bias!.count == m, "conv bias \(bias!.shape) for \(m) outputs")
         let (oh, ow) = o.outputSize(height: h, width: w, kernelH: kh, kernelW: kw)
         precondition(oh > 0 && ow > 0, "conv output would be \(oh)x\(ow) for input \(shape), kernel \(kh)x\(kw)")
+        if let y = stridedAsSpaceToDepth(weight: weight, bias: bias, options: o, outputSize: (oh, ow)) { return y }
         let geo = ConvGeometry(n: n, c: c, h: h, w: w, m: m, kh: kh, kw: kw, oh: oh, ow: ow, o: o)
         let out = Tensor(uninitializedShape: [n, m, oh, ow])
         Tensor.convForward(geo, x: data, weight: weight.data, bias: bias?.data, y: out.data)
@@ -136,9 +161,83 @@ extension Tensor {
         }
     }
 
+    /// A strided convolution with few output channels, rewritten as a unit-stride one over the
+    /// s x s phases of the input (space-to-depth), so the direct kernel can run it. Same values;
+    /// gradients flow through the rewrite.
+    func stridedAsSpaceToDepth(weight: Tensor, bias: Tensor?, options o: Conv2dOptions, outputSize: (Int, Int)) -> Tensor? {
+        let s = o.strideH
+        let (_, c, h, w) = nchw
+        let m = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
+        guard s > 1, o.strideW == s, o.dilationH == 1, o.dilationW == 1, o.groups == 1,
+              DirectConvolution.isAvailable, m <= 48, kh >= s || kw >= s else { return nil }
+        let (oh, ow) = outputSize
+        let khs = (kh + s - 1) / s, kws = (kw + s - 1) / s
+        // Rows and columns the phases must cover; extra ones are zeros, surplus ones are cut.
+        let needH = s * (oh + khs - 1), needW = s * (ow + kws - 1)
+        var xp = padded(top: o.padTop, bottom: Swift.max(0, needH - h - o.padTop),
+                        left: o.padLeft, right: Swift.max(0, needW - w - o.padLeft))
+        if xp.shape[2] > needH { xp = xp.slice(axis: 2, start: 0, end: needH) }
+        if xp.shape[3] > needW { xp = xp.slice(axis: 3, start: 0, end: needW) }
+        let wp = weight.padded(top: 0, bottom: s * khs - kh, left: 0, right: s * kws - kw)
+        precondition(wp.shape[1] == c)
+        return xp.spaceToDepth(blockSize: s).conv2d(weight: wp.spaceToDepth(blockSize: s), bias: bias, options: Conv2dOptions())
+    }
+
+    /// 2x2 average pooling after a unit-stride convolution, computed as one stride-2
+    /// convolution with a (k+1) x (k+1) kernel: a quarter of the arithmetic, same values.
+    public func conv2dAveragePooled(weight: Tensor, bias: Tensor? = nil, options o: Conv2dOptions = Conv2dOptions()) -> Tensor {
+        precondition(o.strideH == 1 && o.strideW == 1 && o.dilationH == 1 && o.dilationW == 1,
+                     "pooled convolution needs unit stride and dilation")
+        let merged = (weight.padded(top: 0, bottom: 1, left: 0, right: 1) + weight.padded(top: 1, bottom: 0, left: 0, right: 1)
+                      + weight.padded(top: 0, bottom: 1, left: 1, right: 0) + weight.padded(top: 1, bottom: 0, left: 1, right: 0))
+            .scaled(by: 0.25)
+        var p = o
+        p.strideH = 2; p.strideW = 2
+        return conv2d(weight: merged, bias: bias, options: p)
+    }
+
     static func convForward(_ geo: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                             bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
         let beta: Float = accumulate ? 1 : 0
+        if geo.prefersDirect {
+            directForward(geo, x: x, weight: weight, y: y, accumulate: accumulate)
+        } else {
+            gemmForward(geo, x: x, weight: weight, y: y, beta: beta)
+        }
+        if let bias {
+            let s = geo.spatial
+            Parallel.forEach(geo.n * geo.m, itemCost: s) { p in
+                let v = bias[p % geo.m], d = y + p * s
+                for i in 0..<s { d[i] += v }
+            }
+        }
+    }
+
+    static func directForward(_ geo: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                              y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let (hp, rowStride, planeStride) = geo.directLayout
+        let packedPerGroup = DirectConvolution.packedCount(m: geo.mg, c: geo.cg, kh: geo.kh, kw: geo.kw)
+        withScratch(geo.cg * planeStride + 32) { xp in
+            withScratch(packedPerGroup * geo.o.groups) { packed in
+                for g in 0..<geo.o.groups {
+                    DirectConvolution.packWeights(weight + g * geo.mg * geo.k, m: geo.mg, c: geo.cg, kh: geo.kh, kw: geo.kw,
+                                                  into: packed + g * packedPerGroup)
+                }
+                for b in 0..<geo.n {
+                    for g in 0..<geo.o.groups {
+                        geo.padForDirect(x + (b * geo.c + g * geo.cg) * geo.h * geo.w, into: xp)
+                        DirectConvolution.forward(xp: xp, c: geo.cg, rowStride: rowStride, planeStride: planeStride,
+                                                  packed: packed + g * packedPerGroup, m: geo.mg, kh: geo.kh, kw: geo.kw,
+                                                  y: y + (b * geo.m + g * geo.mg) * geo.spatial, oh: geo.oh, ow: geo.ow,
+                                                  accumulate: accumulate)
+                    }
+                }
+            }
+        }
+    }
+
+    static func gemmForward(_ geo: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                            y: UnsafeMutablePointer<Float>, beta: Float) {
         let band = geo.bandRows
         let colCount = geo.isPointwise ? 1 : geo.k * band * geo.ow
         withScratch(colCount) { col in
@@ -164,11 +263,25 @@ extension Tensor {
                 }
             }
         }
-        if let bias {
-            let s = geo.spatial
-            Parallel.forEach(geo.n * geo.m, itemCost: s) { p in
-                let v = bias[p % geo.m], d = y + p * s
-                for i in 0..<s { d[i] += v }
+    }
+
+    static func directWeightGradient(_ geo: ConvGeometry, x: UnsafePointer<Float>, gy: UnsafePointer<Float>, gw: GradTarget) {
+        let (_, rowStride, planeStride) = geo.directLayout
+        let gyRow = (geo.ow + 15) / 16 * 16
+        let gyCount = (geo.mg + 3) / 4 * 4 * geo.oh * gyRow
+        withScratch(geo.cg * planeStride + 32) { xp in
+            withScratch(gyCount) { gyp in
+                for b in 0..<geo.n {
+                    for g in 0..<geo.o.groups {
+                        geo.padForDirect(x + (b * geo.c + g * geo.cg) * geo.h * geo.w, into: xp)
+                        DirectConvolution.padOutputGradient(gy + (b * geo.m + g * geo.mg) * geo.spatial, m: geo.mg,
+                                                            oh: geo.oh, ow: geo.ow, rowStride: gyRow, into: gyp)
+                        DirectConvolution.weightGradient(xp: xp, c: geo.cg, rowStride: rowStride, planeStride: planeStride,
+                                                         gy: gyp, gyRowStride: gyRow, m: geo.mg, kh: geo.kh, kw: geo.kw,
+                                                         oh: geo.oh, dw: gw.pointer + g * geo.mg * geo.k,
+                                                         accumulate: gw.accumulate || b > 0)
+                    }
+                }
             }
         }
     }
@@ -208,6 +321,11 @@ extension Tensor {
             }
             gxTarget = nil
         }
+        if let gw = gwTarget, geo.prefersDirect {
+            directWeightGradient(geo, x: x.data, gy: gy, gw: gw)
+            gwTarget = nil
+        }
+        guard gwTarget != nil || gxTarget != nil else { return }
         let band = geo.bandRows
         let colCount = geo.isPointwise ? 1 : geo.k * band * geo.ow
         // Col2im adds into the input gradient, so a fresh buffer starts at zero.

@@ -2,52 +2,93 @@ import Foundation
 
 // Unary maps and binary arithmetic with numpy broadcasting.
 
+/// An elementwise function with its derivative, as a type so that each map specialises into a
+/// tight loop (closures would cost a call per element).
+public protocol UnaryKernel {
+    func value(_ x: Float) -> Float
+    /// dL/dx from x, y = value(x) and dL/dy.
+    func derivative(x: Float, y: Float, dy: Float) -> Float
+}
+
+struct ReLUKernel: UnaryKernel {
+    @inline(__always) func value(_ x: Float) -> Float { x > 0 ? x : 0 }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { x > 0 ? dy : 0 }
+}
+struct LeakyReLUKernel: UnaryKernel {
+    let slope: Float
+    @inline(__always) func value(_ x: Float) -> Float { x > 0 ? x : x * slope }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { x > 0 ? dy : dy * slope }
+}
+struct SigmoidKernel: UnaryKernel {
+    @inline(__always) func value(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { dy * y * (1 - y) }
+}
+struct TanhKernel: UnaryKernel {
+    @inline(__always) func value(_ x: Float) -> Float { tanhf(x) }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { dy * (1 - y * y) }
+}
+struct ExpKernel: UnaryKernel {
+    @inline(__always) func value(_ x: Float) -> Float { expf(x) }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { dy * y }
+}
+struct LogKernel: UnaryKernel {
+    @inline(__always) func value(_ x: Float) -> Float { logf(x) }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { dy / x }
+}
+struct AbsKernel: UnaryKernel {
+    @inline(__always) func value(_ x: Float) -> Float { Swift.abs(x) }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { x > 0 ? dy : (x < 0 ? -dy : 0) }
+}
+struct SqrtKernel: UnaryKernel {
+    @inline(__always) func value(_ x: Float) -> Float { x.squareRoot() }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { dy / (2 * y) }
+}
+struct ClampKernel: UnaryKernel {
+    let lo: Float, hi: Float
+    @inline(__always) func value(_ x: Float) -> Float { Swift.min(Swift.max(x, lo), hi) }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { (x >= lo && x <= hi) ? dy : 0 }
+}
+struct PowerKernel: UnaryKernel {
+    let p: Float
+    @inline(__always) func value(_ x: Float) -> Float { p == 2 ? x * x : powf(x, p) }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { p == 2 ? 2 * x * dy : dy * p * powf(x, p - 1) }
+}
+struct AffineKernel: UnaryKernel {
+    let scale: Float, shift: Float
+    @inline(__always) func value(_ x: Float) -> Float { x * scale + shift }
+    @inline(__always) func derivative(x: Float, y: Float, dy: Float) -> Float { dy * scale }
+}
+
 extension Tensor {
-    /// y = f(x) elementwise; the backward rule gets (x, y, dy) and returns dx.
-    @inline(__always)
-    func map(_ f: @escaping (Float) -> Float,
-             derivative: @escaping (_ x: Float, _ y: Float, _ dy: Float) -> Float) -> Tensor {
+    /// y = k.value(x) elementwise, differentiable.
+    public func map<K: UnaryKernel>(_ k: K) -> Tensor {
         let out = Tensor(uninitializedShape: shape)
         let x = data, y = out.data
-        Parallel.forEachRange(count, grain: 1 << 16) { r in for i in r { y[i] = f(x[i]) } }
+        Parallel.forEachRange(count, grain: 1 << 16) { r in for i in r { y[i] = k.value(x[i]) } }
         return Tensor.record(out, [self]) { out, g in
             self.withGrad { gx in
-                let x = self.data, y = out.data, dy = g.data
+                let x = self.data, y = out.data, dy = g.data, d = gx.pointer
                 Parallel.forEachRange(self.count, grain: 1 << 16) { r in
-                    if gx.accumulate { for i in r { gx.pointer[i] += derivative(x[i], y[i], dy[i]) } }
-                    else { for i in r { gx.pointer[i] = derivative(x[i], y[i], dy[i]) } }
+                    if gx.accumulate { for i in r { d[i] += k.derivative(x: x[i], y: y[i], dy: dy[i]) } }
+                    else { for i in r { d[i] = k.derivative(x: x[i], y: y[i], dy: dy[i]) } }
                 }
             }
         }
     }
 
-    public func relu() -> Tensor { map({ Swift.max($0, 0) }, derivative: { x, _, dy in x > 0 ? dy : 0 }) }
-
-    public func leakyRelu(slope: Float = 0.01) -> Tensor {
-        map({ $0 > 0 ? $0 : $0 * slope }, derivative: { x, _, dy in x > 0 ? dy : dy * slope })
-    }
-
-    public func sigmoid() -> Tensor {
-        map({ 1 / (1 + expf(-$0)) }, derivative: { _, y, dy in dy * y * (1 - y) })
-    }
-
-    public func tanh() -> Tensor { map({ tanhf($0) }, derivative: { _, y, dy in dy * (1 - y * y) }) }
-    public func exp() -> Tensor { map({ expf($0) }, derivative: { _, y, dy in dy * y }) }
-    public func log() -> Tensor { map({ logf($0) }, derivative: { x, _, dy in dy / x }) }
-    public func abs() -> Tensor { map({ Swift.abs($0) }, derivative: { x, _, dy in x > 0 ? dy : (x < 0 ? -dy : 0) }) }
-    public func squared() -> Tensor { map({ $0 * $0 }, derivative: { x, _, dy in 2 * x * dy }) }
-    public func sqrt() -> Tensor { map({ sqrtf($0) }, derivative: { _, y, dy in dy / (2 * y) }) }
-
-    public func clamped(min lo: Float = -.infinity, max hi: Float = .infinity) -> Tensor {
-        map({ Swift.min(Swift.max($0, lo), hi) }, derivative: { x, _, dy in (x >= lo && x <= hi) ? dy : 0 })
-    }
-
-    public func pow(_ p: Float) -> Tensor {
-        map({ powf($0, p) }, derivative: { x, _, dy in dy * p * powf(x, p - 1) })
-    }
-
-    public func scaled(by s: Float) -> Tensor { map({ $0 * s }, derivative: { _, _, dy in dy * s }) }
-    public func shifted(by s: Float) -> Tensor { map({ $0 + s }, derivative: { _, _, dy in dy }) }
+    public func relu() -> Tensor { map(ReLUKernel()) }
+    public func leakyRelu(slope: Float = 0.01) -> Tensor { map(LeakyReLUKernel(slope: slope)) }
+    public func sigmoid() -> Tensor { map(SigmoidKernel()) }
+    public func tanh() -> Tensor { map(TanhKernel()) }
+    public func exp() -> Tensor { map(ExpKernel()) }
+    public func log() -> Tensor { map(LogKernel()) }
+    public func abs() -> Tensor { map(AbsKernel()) }
+    public func squared() -> Tensor { map(PowerKernel(p: 2)) }
+    public func sqrt() -> Tensor { map(SqrtKernel()) }
+    public func clamped(min lo: Float = -.infinity, max hi: Float = .infinity) -> Tensor { map(ClampKernel(lo: lo, hi: hi)) }
+    public func pow(_ p: Float) -> Tensor { map(PowerKernel(p: p)) }
+    public func scaled(by s: Float) -> Tensor { map(AffineKernel(scale: s, shift: 0)) }
+    public func shifted(by s: Float) -> Tensor { map(AffineKernel(scale: 1, shift: s)) }
 
     public static prefix func - (x: Tensor) -> Tensor { x.scaled(by: -1) }
     public static func * (x: Tensor, s: Float) -> Tensor { x.scaled(by: s) }
@@ -111,61 +152,95 @@ struct BroadcastWalk {
     }
 }
 
-enum BinaryKind { case add, sub, mul, div }
+/// The arithmetic of one binary op and its partial derivatives, as a type for specialisation.
+protocol BinaryKernel {
+    static func value(_ a: Float, _ b: Float) -> Float
+    static func gradA(_ a: Float, _ b: Float, _ d: Float) -> Float
+    static func gradB(_ a: Float, _ b: Float, _ d: Float) -> Float
+}
+enum AddKernel: BinaryKernel {
+    @inline(__always) static func value(_ a: Float, _ b: Float) -> Float { a + b }
+    @inline(__always) static func gradA(_ a: Float, _ b: Float, _ d: Float) -> Float { d }
+    @inline(__always) static func gradB(_ a: Float, _ b: Float, _ d: Float) -> Float { d }
+}
+enum SubKernel: BinaryKernel {
+    @inline(__always) static func value(_ a: Float, _ b: Float) -> Float { a - b }
+    @inline(__always) static func gradA(_ a: Float, _ b: Float, _ d: Float) -> Float { d }
+    @inline(__always) static func gradB(_ a: Float, _ b: Float, _ d: Float) -> Float { -d }
+}
+enum MulKernel: BinaryKernel {
+    @inline(__always) static func value(_ a: Float, _ b: Float) -> Float { a * b }
+    @inline(__always) static func gradA(_ a: Float, _ b: Float, _ d: Float) -> Float { d * b }
+    @inline(__always) static func gradB(_ a: Float, _ b: Float, _ d: Float) -> Float { d * a }
+}
+enum DivKernel: BinaryKernel {
+    @inline(__always) static func value(_ a: Float, _ b: Float) -> Float { a / b }
+    @inline(__always) static func gradA(_ a: Float, _ b: Float, _ d: Float) -> Float { d / b }
+    @inline(__always) static func gradB(_ a: Float, _ b: Float, _ d: Float) -> Float { -d * a / (b * b) }
+}
 
 extension Tensor {
-    static func binary(_ a: Tensor, _ b: Tensor, _ kind: BinaryKind) -> Tensor {
+    static func binary<K: BinaryKernel>(_ a: Tensor, _ b: Tensor, _ kernel: K.Type) -> Tensor {
         guard let shape = broadcastShape(a.shape, b.shape) else {
             preconditionFailure("shapes \(a.shape) and \(b.shape) do not broadcast")
         }
         let out = Tensor(uninitializedShape: shape)
         let pa = a.data, pb = b.data, po = out.data
-        @inline(__always) func apply(_ x: Float, _ y: Float) -> Float {
-            switch kind { case .add: return x + y; case .sub: return x - y; case .mul: return x * y; case .div: return x / y }
-        }
-        if a.shape == b.shape {
-            Parallel.forEachRange(out.count, grain: 1 << 16) { r in for i in r { po[i] = apply(pa[i], pb[i]) } }
+        let same = a.shape == b.shape
+        if same {
+            Parallel.forEachRange(out.count, grain: 1 << 16) { r in for i in r { po[i] = K.value(pa[i], pb[i]) } }
         } else {
             BroadcastWalk(out: shape, a: a.shape, b: b.shape).forEachRun { o, ao, bo, n, sa, sb in
-                for j in 0..<n { po[o + j] = apply(pa[ao + j * sa], pb[bo + j * sb]) }
+                for j in 0..<n { po[o + j] = K.value(pa[ao + j * sa], pb[bo + j * sb]) }
             }
         }
         return record(out, [a, b]) { out, g in
             let dy = g.data
-            let same = a.shape == b.shape
-            // d(out)/da and d(out)/db given (a, b, dy)
-            func dA(_ x: Float, _ y: Float, _ d: Float) -> Float {
-                switch kind { case .add, .sub: return d; case .mul: return d * y; case .div: return d / y }
+            a.withGrad { ga in
+                let d = ga.pointer
+                if same {
+                    Parallel.forEachRange(out.count, grain: 1 << 16) { r in
+                        if ga.accumulate { for i in r { d[i] += K.gradA(pa[i], pb[i], dy[i]) } }
+                        else { for i in r { d[i] = K.gradA(pa[i], pb[i], dy[i]) } }
+                    }
+                } else {
+                    ga.prepareForScatter(count: a.count)
+                    BroadcastWalk(out: out.shape, a: a.shape, b: b.shape).forEachRun { o, ao, bo, n, sa, sb in
+                        Tensor.scatterRun(into: d + ao, step: sa, count: n) { j in K.gradA(pa[ao + j * sa], pb[bo + j * sb], dy[o + j]) }
+                    }
+                }
             }
-            func dB(_ x: Float, _ y: Float, _ d: Float) -> Float {
-                switch kind { case .add: return d; case .sub: return -d; case .mul: return d * x; case .div: return -d * x / (y * y) }
-            }
-            for (target, isA) in [(a, true), (b, false)] where target.needsGrad {
-                target.withGrad { gt in
-                    if same {
-                        Parallel.forEachRange(out.count, grain: 1 << 16) { r in
-                            for i in r {
-                                let v = isA ? dA(pa[i], pb[i], dy[i]) : dB(pa[i], pb[i], dy[i])
-                                gt.put(i, v)
-                            }
-                        }
-                    } else {
-                        gt.prepareForScatter(count: target.count)
-                        BroadcastWalk(out: out.shape, a: a.shape, b: b.shape).forEachRun { o, ao, bo, n, sa, sb in
-                            for j in 0..<n {
-                                let x = pa[ao + j * sa], y = pb[bo + j * sb]
-                                if isA { gt.pointer[ao + j * sa] += dA(x, y, dy[o + j]) }
-                                else { gt.pointer[bo + j * sb] += dB(x, y, dy[o + j]) }
-                            }
-                        }
+            b.withGrad { gb in
+                let d = gb.pointer
+                if same {
+                    Parallel.forEachRange(out.count, grain: 1 << 16) { r in
+                        if gb.accumulate { for i in r { d[i] += K.gradB(pa[i], pb[i], dy[i]) } }
+                        else { for i in r { d[i] = K.gradB(pa[i], pb[i], dy[i]) } }
+                    }
+                } else {
+                    gb.prepareForScatter(count: b.count)
+                    BroadcastWalk(out: out.shape, a: a.shape, b: b.shape).forEachRun { o, ao, bo, n, sa, sb in
+                        Tensor.scatterRun(into: d + bo, step: sb, count: n) { j in K.gradB(pa[ao + j * sa], pb[bo + j * sb], dy[o + j]) }
                     }
                 }
             }
         }
     }
 
-    public static func + (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .add) }
-    public static func - (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .sub) }
-    public static func * (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .mul) }
-    public static func / (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .div) }
+    /// Adds value(j) to dst[j * step] for j < count; a broadcast run (step 0) is summed first.
+    @inline(__always)
+    static func scatterRun(into dst: UnsafeMutablePointer<Float>, step: Int, count: Int, _ value: (Int) -> Float) {
+        if step == 0 {
+            var acc: Float = 0
+            for j in 0..<count { acc += value(j) }
+            dst[0] += acc
+        } else {
+            for j in 0..<count { dst[j * step] += value(j) }
+        }
+    }
+
+    public static func + (a: Tensor, b: Tensor) -> Tensor { binary(a, b, AddKernel.self) }
+    public static func - (a: Tensor, b: Tensor) -> Tensor { binary(a, b, SubKernel.self) }
+    public static func * (a: Tensor, b: Tensor) -> Tensor { binary(a, b, MulKernel.self) }
+    public static func / (a: Tensor, b: Tensor) -> Tensor { binary(a, b, DivKernel.self) }
 }

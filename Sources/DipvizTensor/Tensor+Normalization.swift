@@ -4,8 +4,11 @@ extension Tensor {
     /// Batch normalisation over N, H, W for each channel of an NCHW (or NC) tensor.
     /// In training mode it normalises with the batch statistics and updates the running ones
     /// (unbiased variance, PyTorch's momentum convention); otherwise it uses the running ones.
+    /// `replication` > 1 says the tensor stands for its nearest-upsampled version with each value
+    /// repeated that many times: the same statistics, but the unbiased running variance counts
+    /// the repeated values.
     public func batchNorm(gamma: Tensor?, beta: Tensor?, runningMean: Tensor, runningVar: Tensor,
-                          training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5) -> Tensor {
+                          training: Bool, momentum: Float = 0.1, epsilon: Float = 1e-5, replication: Int = 1) -> Tensor {
         precondition(rank >= 2, "batch norm needs N x C x ..., got \(shape)")
         let n = shape[0], c = shape[1], s = count / Swift.max(n * c, 1)
         precondition(runningMean.count == c && runningVar.count == c, "batch norm statistics for \(c) channels")
@@ -21,7 +24,8 @@ extension Tensor {
                 let variance = Swift.max(sq / Double(m) - mu * mu, 0)
                 mean[ch] = Float(mu)
                 invStd[ch] = Float(1 / (variance + Double(epsilon)).squareRoot())
-                let unbiased = m > 1 ? variance * Double(m) / Double(m - 1) : variance
+                let mr = m * replication
+                let unbiased = mr > 1 ? variance * Double(mr) / Double(mr - 1) : variance
                 runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * Float(mu)
                 runningVar.data[ch] = (1 - momentum) * runningVar.data[ch] + momentum * Float(unbiased)
             } else {

@@ -186,3 +186,58 @@ extension Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// Moves each s x s block of pixels into channels: out[n, (a*s+b)*C + c, i, j] =
+    /// x[n, c, s*i+a, s*j+b]. H and W must be multiples of s.
+    public func spaceToDepth(blockSize s: Int) -> Tensor {
+        let (n, c, h, w) = nchw
+        precondition(s > 0 && h % s == 0 && w % s == 0, "space-to-depth by \(s) of \(shape)")
+        let oh = h / s, ow = w / s
+        let out = Tensor(uninitializedShape: [n, c * s * s, oh, ow])
+        let x = data, y = out.data
+        Parallel.forEach(n * s * s * c, itemCost: oh * ow) { p in
+            let b0 = p / (s * s * c), r = p % (s * s * c)
+            let a = r / (s * c), b = (r / c) % s, ch = r % c
+            let src = x + (b0 * c + ch) * h * w, dst = y + p * oh * ow
+            for i in 0..<oh { for j in 0..<ow { dst[i * ow + j] = src[(s * i + a) * w + s * j + b] } }
+        }
+        return Tensor.record(out, [self]) { _, g in
+            self.withGrad { gx in
+                Parallel.forEach(n * s * s * c, itemCost: oh * ow) { p in
+                    let b0 = p / (s * s * c), r = p % (s * s * c)
+                    let a = r / (s * c), b = (r / c) % s, ch = r % c
+                    let base = (b0 * c + ch) * h * w, src = g.data + p * oh * ow
+                    for i in 0..<oh { for j in 0..<ow { gx.put(base + (s * i + a) * w + s * j + b, src[i * ow + j]) } }
+                }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// The inverse of `spaceToDepth`: out[n, c, s*i+a, s*j+b] = x[n, (a*s+b)*C + c, i, j].
+    public func depthToSpace(blockSize s: Int) -> Tensor {
+        let (n, cs, h, w) = nchw
+        precondition(s > 0 && cs % (s * s) == 0, "depth-to-space by \(s) of \(shape)")
+        let c = cs / (s * s), oh = h * s, ow = w * s
+        let out = Tensor(uninitializedShape: [n, c, oh, ow])
+        let x = data, y = out.data
+        Parallel.forEach(n * cs, itemCost: h * w) { p in
+            let b0 = p / cs, r = p % cs
+            let a = r / (s * c), b = (r / c) % s, ch = r % c
+            let src = x + p * h * w, dst = y + (b0 * c + ch) * oh * ow
+            for i in 0..<h { for j in 0..<w { dst[(s * i + a) * ow + s * j + b] = src[i * w + j] } }
+        }
+        return Tensor.record(out, [self]) { _, g in
+            self.withGrad { gx in
+                Parallel.forEach(n * cs, itemCost: h * w) { p in
+                    let b0 = p / cs, r = p % cs
+                    let a = r / (s * c), b = (r / c) % s, ch = r % c
+                    let src = g.data + (b0 * c + ch) * oh * ow
+                    for i in 0..<h { for j in 0..<w { gx.put(p * h * w + i * w + j, src[(s * i + a) * ow + s * j + b]) } }
+                }
+            }
+        }
+    }
+}

@@ -74,6 +74,35 @@ struct EngineTests {
         #expect(throws: GeneratorError.self) { try SkipNetwork.make(cfg, seed: 0) }
     }
 
+    /// The low-resolution decoder path must compute what concat -> upsample -> BN -> conv does.
+    @Test func skipUpBlockPathsAgree() throws {
+        var cfg = SkipConfiguration()
+        cfg.inputChannels = 3
+        cfg.channelsDown = [4, 6]; cfg.channelsUp = [4, 6]; cfg.channelsSkip = [2, 0]
+        cfg.kernelsDown = [3, 3]; cfg.kernelsUp = [5, 3]
+        let net = try SkipNetwork.make(cfg, seed: 4)
+        let blocks = net.allLayers.compactMap { $0 as? SkipUpBlock }
+        #expect(blocks.count == 2)
+        let z = Tensor.uniform([1, 3, 8, 8], low: 0, high: 0.1, seed: 2)
+        let initialBuffers = net.buffers.map { $0.detached() }
+        func run(_ fast: Bool) -> ([Float], [[Float]], [Float]) {
+            for (b, saved) in zip(net.buffers, initialBuffers) { b.copy(from: saved) }
+            for b in blocks { b.allowsLowResolutionPath = fast }
+            net.parameters.zeroGrad()
+            let y = net(z)
+            (y * y).sum().backward()
+            return (y.scalars, net.parameters.map { $0.grad?.scalars ?? [] }, net.buffers.flatMap(\.scalars))
+        }
+        let literal = run(false), fast = run(true)
+        for (a, b) in zip(literal.0, fast.0) { #expect(abs(a - b) < 1e-5) }
+        for (ga, gb) in zip(literal.1, fast.1) {
+            #expect(ga.count == gb.count)
+            for (a, b) in zip(ga, gb) { #expect(abs(a - b) < 1e-3 * max(1, abs(a))) }
+        }
+        // Running statistics (unbiased variance over the upsampled count) agree too.
+        for (a, b) in zip(literal.2, fast.2) { #expect(abs(a - b) < 1e-5) }
+    }
+
     /// After the first steps of a fixed-shape loop, buffers come from the pool. Tests running in
     /// parallel share the pool and may take a buffer now and then, so some step must be free of
     /// new allocations rather than every one.

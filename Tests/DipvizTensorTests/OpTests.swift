@@ -46,6 +46,8 @@ func operation(for c: OpCase) -> (names: [String], op: ([Tensor]) -> Tensor) {
     case "flatten": return (["x"], { $0[0].flattened(from: c.int("axis")) })
     case "reshape": return (["x"], { $0[0].reshaped(c.ints("shape")) })
     case "permute": return (["x"], { $0[0].permuted(c.ints("order")) })
+    case "spaceToDepth": return (["x"], { $0[0].spaceToDepth(blockSize: c.int("blockSize")) })
+    case "depthToSpace": return (["x"], { $0[0].depthToSpace(blockSize: c.int("blockSize")) })
     case "matmul":
         return (["a", "b"], { $0[0].matmul($0[1], transposeSelf: c.bool("transposeA"), transposeOther: c.bool("transposeB")) })
     case "gemm":
@@ -79,6 +81,34 @@ struct OpTests {
         // Kinks (max pooling, ReLU) and the sharp curvature of TV with beta < 2 need a smaller step.
         let eps: Float = ["maxPool2d", "relu", "leakyRelu", "totalVariation"].contains(c.op) ? 1e-3 : 1e-2
         checkOp(c.name, inputs: inputs, expected: c.output.tensor(), epsilon: eps, op)
+    }
+
+    /// The folded form must equal convolution followed by 2x2 average pooling, values and gradients.
+    @Test(arguments: [(7, 3, 16), (5, 2, 11), (3, 0, 9)])
+    func averagePooledConvolutionMatchesConvThenPool(kernel: Int, padding: Int, size: Int) {
+        var rng = SeededGenerator(seed: 5)
+        let x = Tensor.uniform([1, 3, size, size + 1], low: -1, high: 1, generator: &rng)
+        let w = Tensor.uniform([4, 3, kernel, kernel], low: -0.3, high: 0.3, generator: &rng)
+        let b = Tensor.uniform([4], generator: &rng)
+        let o = Conv2dOptions(padding: padding)
+        let reference = GradMode.withoutGrad { x.conv2d(weight: w, bias: b, options: o).avgPool2d(Pool2dOptions(kernel: 2)) }
+        checkOp("pooled conv k\(kernel)", inputs: [x, w, b], expected: reference, probes: 10) {
+            $0[0].conv2dAveragePooled(weight: $0[1], bias: $0[2], options: o)
+        }
+    }
+
+    /// Convolving the nearest-upsampled image at low resolution must match upsample-then-convolve.
+    @Test(arguments: [(7, 3, 3), (5, 2, 2), (4, 1, 2), (3, 1, 1)])
+    func upsampledConvolutionMatchesUpsampleThenConv(kernel: Int, padTop: Int, padBottom: Int) {
+        var rng = SeededGenerator(seed: 9)
+        let x = Tensor.uniform([1, 3, 5, 4], low: -1, high: 1, generator: &rng)
+        let w = Tensor.uniform([2, 3, kernel, kernel], low: -0.3, high: 0.3, generator: &rng)
+        let b = Tensor.uniform([2], generator: &rng)
+        let o = Conv2dOptions(strides: (1, 1), pads: (padTop, padTop, padBottom, padBottom))
+        let reference = GradMode.withoutGrad { x.upsampled(scale: 2).conv2d(weight: w, bias: b, options: o) }
+        checkOp("upsampled conv k\(kernel)", inputs: [x, w, b], expected: reference, probes: 10) {
+            $0[0].conv2dAfterNearestUpsample(weight: $0[1], bias: $0[2], options: o)
+        }
     }
 
     @Test func batchNormUpdatesRunningStatistics() throws {

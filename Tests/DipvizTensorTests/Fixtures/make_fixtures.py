@@ -67,6 +67,9 @@ for name, xs, ws, kw in [
     ("conv_depthwise", (2, 4, 5, 5), (4, 1, 3, 3), dict(stride=[2, 2], pads=[1, 1, 1, 1], dilation=[1, 1], groups=4)),
     ("conv_pointwise", (2, 5, 4, 3), (3, 5, 1, 1), dict(stride=[1, 1], pads=[0, 0, 0, 0], dilation=[1, 1], groups=1)),
     ("conv_7x7_stride4", (1, 3, 19, 19), (2, 3, 7, 7), dict(stride=[4, 4], pads=[3, 3, 3, 3], dilation=[1, 1], groups=1)),
+    ("conv_11x11_stride4_alexnet", (1, 3, 23, 23), (4, 3, 11, 11), dict(stride=[4, 4], pads=[2, 2, 2, 2], dilation=[1, 1], groups=1)),
+    ("conv_stride2_odd", (1, 2, 9, 7), (3, 2, 3, 3), dict(stride=[2, 2], pads=[1, 1, 0, 0], dilation=[1, 1], groups=1)),
+    ("conv_stride3_kernel2", (1, 2, 8, 8), (2, 2, 2, 2), dict(stride=[3, 3], pads=[0, 0, 0, 0], dilation=[1, 1], groups=1)),
 ]:
     x, w, b = rand(*xs), rand(*ws) * 0.5, rand(ws[0])
     y = conv2d(x, w, b, tuple(kw["stride"]), tuple(kw["pads"]), tuple(kw["dilation"]), kw["groups"])
@@ -212,6 +215,13 @@ x = rand(2, 3, 2, 2)
 case("flatten", "flatten", {"x": x}, x.reshape(2, -1), axis=1)
 case("reshape", "reshape", {"x": x}, x.reshape(6, 4), shape=[6, -1])
 case("permute", "permute", {"x": x}, x.transpose(0, 2, 3, 1), order=[0, 2, 3, 1])
+x = rand(2, 3, 6, 4)
+n_, c_, h_, w_ = x.shape
+s2d = x.reshape(n_, c_, h_ // 2, 2, w_ // 2, 2).transpose(0, 3, 5, 1, 2, 4).reshape(n_, 4 * c_, h_ // 2, w_ // 2)
+case("space_to_depth", "spaceToDepth", {"x": x}, s2d, blockSize=2)
+x = rand(2, 8, 3, 2)
+d2s = x.reshape(2, 2, 2, 2, 3, 2).transpose(0, 3, 4, 1, 5, 2).reshape(2, 2, 6, 4)
+case("depth_to_space", "depthToSpace", {"x": x}, d2s, blockSize=2)
 
 # ---------- linear algebra ----------
 A, B = rand(3, 4), rand(4, 5)
