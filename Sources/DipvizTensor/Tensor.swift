@@ -1,3 +1,5 @@
+import Foundation
+
 /// A dense float32 tensor in row-major (NCHW for images) contiguous storage, with an
 /// optional place in the autodiff graph.
 public final class Tensor: @unchecked Sendable {
@@ -101,5 +103,3 @@ extension Tensor: CustomStringConvertible {
         return "Tensor(\(shape), [\(shown)\(count > 8 ? ", ..." : "")])"
     }
 }
-
-import Foundation

@@ -1,3 +1,4 @@
+import Testing
 import Foundation
 import DipvizTensor
 
@@ -46,4 +47,3 @@ enum Fixtures {
     }()
 }
 
-import Testing

@@ -1,3 +1,4 @@
+import Foundation
 import DipvizTensor
 import Testing
 
@@ -194,4 +195,3 @@ func directConvolution(_ x: Tensor, _ w: Tensor, _ b: Tensor, _ o: Conv2dOptions
     return Tensor(shape: [n, m, oh, ow], scalars: out)
 }
 
-import Foundation
