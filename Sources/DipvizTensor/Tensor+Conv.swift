@@ -215,7 +215,7 @@ extension Tensor {
 
     static func directForward(_ geo: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               y: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        let (hp, rowStride, planeStride) = geo.directLayout
+        let (_, rowStride, planeStride) = geo.directLayout
         let packedPerGroup = DirectConvolution.packedCount(m: geo.mg, c: geo.cg, kh: geo.kh, kw: geo.kw)
         withScratch(geo.cg * planeStride + 32) { xp in
             withScratch(packedPerGroup * geo.o.groups) { packed in

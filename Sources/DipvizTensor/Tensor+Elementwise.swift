@@ -195,32 +195,31 @@ extension Tensor {
             }
         }
         return record(out, [a, b]) { out, g in
-            let dy = g.data
-            a.withGrad { ga in
-                let d = ga.pointer
-                if same {
-                    Parallel.forEachRange(out.count, grain: 1 << 16) { r in
-                        if ga.accumulate { for i in r { d[i] += K.gradA(pa[i], pb[i], dy[i]) } }
-                        else { for i in r { d[i] = K.gradA(pa[i], pb[i], dy[i]) } }
-                    }
-                } else {
-                    ga.prepareForScatter(count: a.count)
-                    BroadcastWalk(out: out.shape, a: a.shape, b: b.shape).forEachRun { o, ao, bo, n, sa, sb in
-                        Tensor.scatterRun(into: d + ao, step: sa, count: n) { j in K.gradA(pa[ao + j * sa], pb[bo + j * sb], dy[o + j]) }
-                    }
+            binaryGradient(K.self, first: true, a, b, out: out, dy: g.data)
+            binaryGradient(K.self, first: false, a, b, out: out, dy: g.data)
+        }
+    }
+
+    /// Adds dL/da (first) or dL/db into that operand's gradient, reducing over broadcast axes.
+    static func binaryGradient<K: BinaryKernel>(_ kernel: K.Type, first: Bool, _ a: Tensor, _ b: Tensor,
+                                                out: Tensor, dy: UnsafePointer<Float>) {
+        let target = first ? a : b
+        let pa = a.data, pb = b.data
+        @inline(__always) func grad(_ x: Float, _ y: Float, _ d: Float) -> Float {
+            first ? K.gradA(x, y, d) : K.gradB(x, y, d)
+        }
+        target.withGrad { gt in
+            let d = gt.pointer
+            if a.shape == b.shape {
+                Parallel.forEachRange(out.count, grain: 1 << 16) { r in
+                    if gt.accumulate { for i in r { d[i] += grad(pa[i], pb[i], dy[i]) } }
+                    else { for i in r { d[i] = grad(pa[i], pb[i], dy[i]) } }
                 }
-            }
-            b.withGrad { gb in
-                let d = gb.pointer
-                if same {
-                    Parallel.forEachRange(out.count, grain: 1 << 16) { r in
-                        if gb.accumulate { for i in r { d[i] += K.gradB(pa[i], pb[i], dy[i]) } }
-                        else { for i in r { d[i] = K.gradB(pa[i], pb[i], dy[i]) } }
-                    }
-                } else {
-                    gb.prepareForScatter(count: b.count)
-                    BroadcastWalk(out: out.shape, a: a.shape, b: b.shape).forEachRun { o, ao, bo, n, sa, sb in
-                        Tensor.scatterRun(into: d + bo, step: sb, count: n) { j in K.gradB(pa[ao + j * sa], pb[bo + j * sb], dy[o + j]) }
+            } else {
+                gt.prepareForScatter(count: target.count)
+                BroadcastWalk(out: out.shape, a: a.shape, b: b.shape).forEachRun { o, ao, bo, n, sa, sb in
+                    Tensor.scatterRun(into: d + (first ? ao : bo), step: first ? sa : sb, count: n) { j in
+                        grad(pa[ao + j * sa], pb[bo + j * sb], dy[o + j])
                     }
                 }
             }

@@ -19,7 +19,10 @@ extension Tensor {
         Parallel.forEach(c, itemCost: m) { ch in
             if training {
                 var sum = 0.0, sq = 0.0
-                for b in 0..<n { let p = x + (b * c + ch) * s; for i in 0..<s { let v = Double(p[i]); sum += v; sq += v * v } }
+                for b in 0..<n {
+                    let (a, q) = Reductions.sumAndSquares(x + (b * c + ch) * s, s)
+                    sum += a; sq += q
+                }
                 let mu = sum / Double(m)
                 let variance = Swift.max(sq / Double(m) - mu * mu, 0)
                 mean[ch] = Float(mu)
@@ -53,12 +56,12 @@ extension Tensor {
                 let sumDy = sums.pointer, sumDyXhat = sums.pointer + c
                 Parallel.forEach(c, itemCost: m) { ch in
                     var a = 0.0, b2 = 0.0
-                    let mu = mean[ch], k = invStd[ch]
                     for b in 0..<n {
                         let p = (b * c + ch) * s
-                        for i in 0..<s { let d = Double(dy[p + i]); a += d; b2 += d * Double((x[p + i] - mu) * k) }
+                        let (sd, dot) = Reductions.sumAndCentredDot(dy + p, x + p, shift: mean[ch], s)
+                        a += sd; b2 += dot
                     }
-                    sumDy[ch] = Float(a); sumDyXhat[ch] = Float(b2)
+                    sumDy[ch] = Float(a); sumDyXhat[ch] = Float(b2 * Double(invStd[ch]))
                 }
                 gamma?.withGrad { gg in for ch in 0..<c { gg.put(ch, sumDyXhat[ch]) } }
                 beta?.withGrad { gb in for ch in 0..<c { gb.put(ch, sumDy[ch]) } }
@@ -67,14 +70,16 @@ extension Tensor {
                         let ch = p % c
                         let k = invStd[ch], gm = gamma?.data[ch] ?? 1, mu = mean[ch]
                         let base = p * s
+                        let d = gx.pointer + base, g0 = dy + base, x0 = x + base
                         if training {
+                            // dx = a * (m * dy - sum(dy) - xhat * sum(dy * xhat)), written as p * dy + q * x + r.
                             let a = gm * k / Float(m), sd = sumDy[ch], sdx = sumDyXhat[ch]
-                            for i in 0..<s {
-                                let xhat = (x[base + i] - mu) * k
-                                gx.put(base + i, a * (Float(m) * dy[base + i] - sd - xhat * sdx))
-                            }
+                            let p = a * Float(m), q = -a * sdx * k, r = -a * sd + a * sdx * k * mu
+                            if gx.accumulate { for i in 0..<s { d[i] += p * g0[i] + q * x0[i] + r } }
+                            else { for i in 0..<s { d[i] = p * g0[i] + q * x0[i] + r } }
                         } else {
-                            for i in 0..<s { gx.put(base + i, dy[base + i] * gm * k) }
+                            let p = gm * k
+                            if gx.accumulate { for i in 0..<s { d[i] += p * g0[i] } } else { for i in 0..<s { d[i] = p * g0[i] } }
                         }
                     }
                 }

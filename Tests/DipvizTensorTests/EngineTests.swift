@@ -4,6 +4,15 @@ import Testing
 
 @Suite("Engine")
 struct EngineTests {
+    /// A two-scale skip generator small enough for debug builds.
+    static var smallSkip: SkipConfiguration {
+        var cfg = SkipConfiguration()
+        cfg.inputChannels = 4
+        cfg.channelsDown = [4, 8]; cfg.channelsUp = [4, 8]; cfg.channelsSkip = [2, 2]
+        cfg.kernelsDown = [3, 3]; cfg.kernelsUp = [3, 3]
+        return cfg
+    }
+
     @Test func seededGeneratorsRepeat() {
         let a = Tensor.normal([100], seed: 42), b = Tensor.normal([100], seed: 42), c = Tensor.normal([100], seed: 43)
         #expect(a.scalars == b.scalars)
@@ -55,10 +64,7 @@ struct EngineTests {
     }
 
     @Test func skipNetworkShapesAndDeterminism() throws {
-        var cfg = SkipConfiguration()
-        cfg.inputChannels = 4
-        cfg.channelsDown = [4, 8]; cfg.channelsUp = [4, 8]; cfg.channelsSkip = [2, 2]
-        cfg.kernelsDown = [3, 3]; cfg.kernelsUp = [3, 3]
+        var cfg = EngineTests.smallSkip
         for down in Downsampling.allCases {
             for pad in [PaddingMode.zero, .reflect] {
                 cfg.downsampling = down; cfg.padding = pad
@@ -107,10 +113,7 @@ struct EngineTests {
     /// parallel share the pool and may take a buffer now and then, so some step must be free of
     /// new allocations rather than every one.
     @Test func steadyStateStepsAllocateNoBuffers() throws {
-        var cfg = SkipConfiguration()
-        cfg.inputChannels = 4
-        cfg.channelsDown = [4, 8]; cfg.channelsUp = [4, 8]; cfg.channelsSkip = [2, 2]
-        cfg.kernelsDown = [3, 3]; cfg.kernelsUp = [3, 3]
+        let cfg = EngineTests.smallSkip
         let net = try SkipNetwork.make(cfg, seed: 1)
         let z = Tensor.uniform([1, 4, 16, 16], seed: 2), target = Tensor.uniform([1, 3, 16, 16], seed: 3)
         let adam = Adam(parameters: net.parameters)
