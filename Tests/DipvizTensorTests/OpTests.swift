@@ -195,3 +195,39 @@ func directConvolution(_ x: Tensor, _ w: Tensor, _ b: Tensor, _ o: Conv2dOptions
     return Tensor(shape: [n, m, oh, ow], scalars: out)
 }
 
+
+/// Unary maps whose reference is plain scalar math: values and finite-difference gradients.
+@Suite("Elementwise maps")
+struct MapTests {
+    static let cases: [(String, (Tensor) -> Tensor, (Float) -> Float)] = [
+        ("exp", { $0.exp() }, { expf($0) }),
+        ("log", { $0.log() }, { logf($0) }),
+        ("abs", { $0.abs() }, { abs($0) }),
+        ("sqrt", { $0.sqrt() }, { $0.squareRoot() }),
+        ("squared", { $0.squared() }, { $0 * $0 }),
+        ("pow 1.5", { $0.pow(1.5) }, { powf($0, 1.5) }),
+        ("clamped", { $0.clamped(min: 0.4, max: 1.2) }, { min(max($0, 0.4), 1.2) }),
+        ("scaled", { $0 * 2.5 }, { $0 * 2.5 }),
+        ("shifted", { $0 - 0.75 }, { $0 - 0.75 }),
+        ("negated", { -$0 }, { -$0 }),
+        ("divided", { $0 / 4 }, { $0 / 4 }),
+    ]
+
+    @Test(arguments: 0..<cases.count)
+    func map(_ index: Int) {
+        let (name, op, reference) = MapTests.cases[index]
+        // Positive inputs away from the clamp bounds keep every map smooth where it is probed.
+        let values: [Float] = [0.2, 0.33, 0.55, 0.7, 0.95, 1.35, 1.6, 2.1]
+        let x = Tensor(shape: [2, 4], scalars: values)
+        checkOp(name, inputs: [x], expected: Tensor(shape: [2, 4], scalars: values.map(reference)), epsilon: 1e-3) { op($0[0]) }
+    }
+
+    @Test func linearIsGemmWithTransposedWeight() {
+        var rng = SeededGenerator(seed: 2)
+        let x = Tensor.uniform([3, 5], low: -1, high: 1, generator: &rng)
+        let w = Tensor.uniform([4, 5], low: -1, high: 1, generator: &rng)
+        let b = Tensor.uniform([4], low: -1, high: 1, generator: &rng)
+        let expected = GradMode.withoutGrad { x.matmul(w, transposeOther: true) + b }
+        checkOp("linear", inputs: [x, w, b], expected: expected) { $0[0].linear(weight: $0[1], bias: $0[2]) }
+    }
+}
