@@ -17,8 +17,11 @@ demo: build
 bench: build
 	$(BIN) bench
 
+# Where the onnx wheel keeps its test models (light_*.onnx); tests skip them when absent.
+ONNX_WHEEL_DATA = $(shell python3 -c "import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), 'backend', 'test', 'data'))" 2>/dev/null)
+
 test: setup
-	$(SWIFT) test
+	DIPVIZ_ONNX_WHEEL_DATA="$(ONNX_WHEEL_DATA)" $(SWIFT) test
 
 # Regenerates the committed reference numbers (needs numpy only).
 fixtures:

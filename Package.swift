@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "DipvizTensor", targets: ["DipvizTensor"]),
         .library(name: "DipvizPrior", targets: ["DipvizPrior"]),
         .library(name: "DipvizImage", targets: ["DipvizImage"]),
+        .library(name: "DipvizONNX", targets: ["DipvizONNX"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -35,7 +36,13 @@ let package = Package(
         .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c",
                        providers: [.apt(["libprotobuf-c-dev"])]),
 
+        // protobuf-c code generated from scripts/onnx.proto (scripts/generate-onnx-proto.sh).
+        .target(name: "COnnxProto", dependencies: ["CProtobufC"], path: "Sources/COnnxProto",
+                linkerSettings: [.linkedLibrary("protobuf-c")]),
+
         .target(name: "DipvizTensor", dependencies: ["CBLAS"], swiftSettings: optimised),
+        .target(name: "DipvizONNX", dependencies: ["COnnxProto", "CProtobufC", "DipvizTensor", "DipvizImage"],
+                swiftSettings: optimised),
         .target(name: "DipvizImage", dependencies: ["CPNG", "DipvizTensor"], swiftSettings: languageMode),
         .target(name: "DipvizPrior", dependencies: ["DipvizTensor"], swiftSettings: optimised),
         .target(name: "DipvizBench", dependencies: ["DipvizTensor", "DipvizPrior"], swiftSettings: languageMode),
@@ -46,6 +53,7 @@ let package = Package(
 
         .testTarget(name: "DipvizTensorTests", dependencies: ["DipvizTensor", "DipvizPrior"],
                     resources: [.copy("Fixtures")], swiftSettings: languageMode),
+        .testTarget(name: "DipvizONNXTests", dependencies: ["DipvizONNX"], swiftSettings: languageMode),
         .testTarget(name: "DipvizImageTests", dependencies: ["DipvizImage"], swiftSettings: languageMode),
         .testTarget(name: "dipvizCLITests", dependencies: ["dipviz"], swiftSettings: languageMode),
     ]

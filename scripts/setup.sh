@@ -2,7 +2,9 @@
 # Installs what dipviz needs on a Debian machine, skipping whatever is already there.
 set -euo pipefail
 
-APT_PACKAGES=(pkg-config libopenblas-dev libpng-dev libprotobuf-c-dev protobuf-c-compiler)
+APT_PACKAGES=(pkg-config libopenblas-dev libpng-dev libprotobuf-c-dev protobuf-c-compiler libonnx-testdata)
+# onnx: its wheel carries the test models; the model-preparation scripts write ONNX with it.
+PIP_PACKAGES=(onnx numpy)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -14,6 +16,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+missing_pip=()
+for p in "${PIP_PACKAGES[@]}"; do
+  python3 -c "import $p" 2>/dev/null || missing_pip+=("$p")
+done
+if [ ${#missing_pip[@]} -gt 0 ]; then
+  echo "setup: pip installing ${missing_pip[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${missing_pip[@]}"
 fi
 
 command -v swift >/dev/null || { echo "setup: swift (6.0 or later) is not on PATH" >&2; exit 1; }

@@ -189,3 +189,32 @@ extension Parallel {
         return partial.reduce(0, +)
     }
 }
+
+extension Tensor {
+    /// Maximum over `axes`; the gradient goes to the first maximal element of each group.
+    public func max(axes: [Int], keepDims: Bool = false) -> Tensor {
+        let axes = Set(axes.map { $0 < 0 ? $0 + rank : $0 })
+        precondition(axes.allSatisfy { $0 >= 0 && $0 < rank }, "axes \(axes) out of range for \(shape)")
+        let kept = shape.enumerated().map { axes.contains($0.offset) ? 1 : $0.element }
+        let out = Tensor(shape: kept, repeating: -.infinity)
+        let winner = TensorStorage(count: out.count)
+        let at = UnsafeMutableRawPointer(winner.pointer).bindMemory(to: Int32.self, capacity: out.count)
+        for i in 0..<out.count { at[i] = -1 }
+        let walk = BroadcastWalk(out: shape, a: shape, b: kept)
+        let px = data, po = out.data
+        walk.forEachRun { _, xo, oo, n, sx, so in
+            for j in 0..<n where px[xo + j * sx] > po[oo + j * so] || at[oo + j * so] < 0 {
+                po[oo + j * so] = px[xo + j * sx]; at[oo + j * so] = Int32(xo + j * sx)
+            }
+        }
+        let result = keepDims ? out : out.viewingAs(shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element))
+        return Tensor.record(result, [self]) { _, g in
+            withExtendedLifetime(winner) {
+                self.withGrad { gx in
+                    gx.prepareForScatter(count: self.count)
+                    for i in 0..<out.count where at[i] >= 0 { gx.pointer[Int(at[i])] += g.data[i] }
+                }
+            }
+        }
+    }
+}

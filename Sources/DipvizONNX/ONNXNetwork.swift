@@ -1,0 +1,169 @@
+import DipvizTensor
+import Foundation
+
+/// A loaded model ready to run on the engine: nodes in topological order, constant sub-graphs
+/// (weights, dequantisation, shape arithmetic on constants) folded once at load, friendly layer
+/// names, and runs that stop at the deepest tensor asked for.
+public final class ONNXNetwork {
+    public let model: ONNXModel
+    /// Nodes left after folding, in an order where every input is produced first.
+    public let nodes: [ONNXNode]
+    /// Initializers and folded constants.
+    public private(set) var constants: [String: ONNXValue]
+    /// Friendly names in graph order (conv1, relu1, pool1, norm1, fc6, prob, ...).
+    public private(set) var layers: [ONNXLayer] = []
+    let producers: [String: Int]
+    let opset: Int
+
+    public init(model: ONNXModel) throws {
+        self.model = model
+        opset = model.defaultOpset
+        var constants = model.graph.initializers
+        var known = Set(constants.keys).union(model.graph.inputs.map(\.name))
+        known.insert("")
+        for node in model.graph.nodes {
+            guard node.domain.isEmpty || node.domain == "ai.onnx" else {
+                throw ONNXError.unsupportedOperator(op: node.opType, node: node.name, domain: node.domain,
+                                                    opset: model.opsets[node.domain] ?? 0)
+            }
+            guard ONNXNetwork.supportedOperators.contains(node.opType) else {
+                throw ONNXError.unsupportedOperator(op: node.opType, node: node.name, domain: node.domain, opset: model.defaultOpset)
+            }
+        }
+        let sorted = try ONNXNetwork.topologicalOrder(model.graph.nodes, available: known)
+        // Fold nodes whose inputs are all constant (weights, Constant nodes, their arithmetic).
+        var remaining: [ONNXNode] = []
+        for node in sorted {
+            let inputsConstant = node.inputs.allSatisfy { $0.isEmpty || constants[$0] != nil }
+            if inputsConstant && !ONNXNetwork.neverFolded.contains(node.opType) {
+                let inputs = node.inputs.map { $0.isEmpty ? nil : constants[$0] }
+                let outputs = try GradMode.withoutGrad {
+                    try ONNXNetwork.evaluate(node, inputs, opset: model.defaultOpset, types: model.graph.initializerTypes)
+                }
+                for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { constants[name] = value }
+            } else {
+                remaining.append(node)
+            }
+        }
+        self.constants = constants
+        nodes = remaining
+        var producers: [String: Int] = [:]
+        for (i, node) in remaining.enumerated() { for o in node.outputs where !o.isEmpty { producers[o] = i } }
+        self.producers = producers
+        layers = ONNXLayer.assignNames(remaining, constants: constants)
+    }
+
+    public convenience init(path: String) throws {
+        try self.init(model: ONNXModel.load(path: path))
+    }
+
+    /// Operators this runtime executes.
+    public static let supportedOperators: Set<String> = [
+        "Conv", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+        "LRN", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Flatten", "Reshape", "Transpose", "Dropout", "Softmax",
+        "LogSoftmax", "Concat", "BatchNormalization", "Clip", "Pad", "Shape", "Gather", "Unsqueeze", "Squeeze", "Identity",
+        "ConstantOfShape", "Constant", "Cast", "Slice", "QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
+        "Sum", "ReduceMean", "ReduceSum", "ReduceMax", "Exp", "Log", "Neg",
+    ]
+    /// Nodes kept in the graph even with constant inputs (none today; Dropout in training would be one).
+    static let neverFolded: Set<String> = []
+
+    static func topologicalOrder(_ nodes: [ONNXNode], available: Set<String>) throws -> [ONNXNode] {
+        var produced = available
+        var pending = nodes
+        var order: [ONNXNode] = []
+        order.reserveCapacity(nodes.count)
+        while !pending.isEmpty {
+            var next: [ONNXNode] = []
+            var progressed = false
+            for node in pending {
+                if node.inputs.allSatisfy({ produced.contains($0) }) {
+                    order.append(node)
+                    node.outputs.forEach { produced.insert($0) }
+                    progressed = true
+                } else {
+                    next.append(node)
+                }
+            }
+            guard progressed else {
+                let node = next[0]
+                let missing = node.inputs.first { !produced.contains($0) } ?? "?"
+                throw ONNXError.missingInput(node: node.name.isEmpty ? node.opType : node.name, input: missing)
+            }
+            pending = next
+        }
+        return order
+    }
+
+    /// The graph's data input (the image).
+    public var imageInput: ONNXValueInfo? { model.graph.dataInputs.first }
+
+    /// Tensor name for a layer alias, node name or tensor name.
+    public func resolve(_ name: String) throws -> String {
+        if let layer = layers.first(where: { $0.aliases.contains(name) }) { return layer.tensor }
+        if producers[name] != nil || constants[name] != nil || model.graph.inputs.contains(where: { $0.name == name }) { return name }
+        if let node = nodes.first(where: { $0.name == name }), let out = node.outputs.first { return out }
+        throw ONNXError.unknownTensor(name: name, valid: layers.flatMap { $0.aliases } + nodes.compactMap { $0.outputs.first })
+    }
+
+    /// The first graph output.
+    public var defaultOutput: String { model.graph.outputs.first?.name ?? nodes.last?.outputs.first ?? "" }
+
+    /// Runs only what the requested tensors need. Inputs are named graph inputs; a single
+    /// tensor may be passed for the image input.
+    public func run(_ inputs: [String: Tensor], outputs requested: [String]) throws -> [String: Tensor] {
+        var values: [String: ONNXValue] = [:]
+        for info in model.graph.dataInputs {
+            guard let t = inputs[info.name] else { throw ONNXError.inputMismatch("missing input '\(info.name)'") }
+            if let shape = info.shape {
+                let ok = shape.count == t.rank && zip(shape, t.shape).allSatisfy { $0 == nil || $0! == $1 || $0! <= 0 }
+                guard ok else {
+                    throw ONNXError.inputMismatch("input '\(info.name)' expects shape \(shape.map { $0.map(String.init) ?? "?" }), got \(t.shape)")
+                }
+            }
+            values[info.name] = .float(t)
+        }
+        let targets = try requested.map { try resolve($0) }
+        // Mark the nodes the targets depend on.
+        var needed = Set<Int>()
+        var stack = targets.compactMap { producers[$0] }
+        while let i = stack.popLast() {
+            guard needed.insert(i).inserted else { continue }
+            for input in nodes[i].inputs { if let p = producers[input] { stack.append(p) } }
+        }
+        // Release intermediate values once their last consumer ran.
+        var lastUse: [String: Int] = [:]
+        for i in needed.sorted() { for input in nodes[i].inputs { lastUse[input] = i } }
+        let keep = Set(targets)
+        for i in needed.sorted() {
+            let node = nodes[i]
+            var args: [ONNXValue?] = []
+            for name in node.inputs {
+                if name.isEmpty { args.append(nil); continue }
+                guard let v = values[name] ?? constants[name] else {
+                    throw ONNXError.missingInput(node: node.name.isEmpty ? node.opType : node.name, input: name)
+                }
+                args.append(v)
+            }
+            let outs = try ONNXNetwork.evaluate(node, args, opset: opset, types: model.graph.initializerTypes)
+            for (name, v) in zip(node.outputs, outs) where !name.isEmpty { values[name] = v }
+            for name in node.inputs where lastUse[name] == i && !keep.contains(name) { values[name] = nil }
+        }
+        var result: [String: Tensor] = [:]
+        for (asked, name) in zip(requested, targets) {
+            guard let v = values[name] ?? constants[name] else { throw ONNXError.unknownTensor(name: asked, valid: []) }
+            switch v {
+            case .float(let t): result[asked] = t
+            case .ints(let a, let shape): result[asked] = Tensor(shape: shape, scalars: a.map { Float($0) })
+            }
+        }
+        return result
+    }
+
+    /// Runs with the image input and returns one tensor.
+    public func callAsFunction(_ image: Tensor, output: String? = nil) throws -> Tensor {
+        guard let input = imageInput else { throw ONNXError.inputMismatch("the model has no data input") }
+        let name = output ?? defaultOutput
+        return try run([input.name: image], outputs: [name])[name]!
+    }
+}

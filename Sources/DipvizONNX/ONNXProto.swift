@@ -1,0 +1,278 @@
+import COnnxProto
+import CProtobufC
+import DipvizTensor
+import Foundation
+
+// The only file that touches the generated protobuf-c code: it turns a ModelProto into
+// `ONNXModel`, converting weights to engine tensors while the message is alive.
+
+extension ONNXModel {
+    /// Reads and decodes a model file; external data files are resolved next to it.
+    public static func load(path: String) throws -> ONNXModel {
+        let url = URL(fileURLWithPath: path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            throw ONNXError.unreadable(path: path, reason: "no such file")
+        }
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw ONNXError.unreadable(path: path, reason: error.localizedDescription)
+        }
+        return try decode(data, source: path, directory: url.deletingLastPathComponent().path)
+    }
+
+    public static func decode(_ data: Data, source: String = "<memory>", directory: String? = nil) throws -> ONNXModel {
+        guard !data.isEmpty else { throw ONNXError.notONNX(path: source, reason: "the file is empty") }
+        let message: UnsafeMutablePointer<Onnx__ModelProto>? = data.withUnsafeBytes { raw in
+            onnx__model_proto__unpack(nil, raw.count, raw.bindMemory(to: UInt8.self).baseAddress)
+        }
+        guard let model = message else {
+            throw ONNXError.notONNX(path: source, reason: "not a valid protobuf ModelProto (truncated or another format)")
+        }
+        defer { onnx__model_proto__free_unpacked(model, nil) }
+        guard let graph = model.pointee.graph else {
+            throw ONNXError.notONNX(path: source, reason: "the model has no graph")
+        }
+        var opsets: [String: Int] = [:]
+        for i in 0..<model.pointee.n_opset_import {
+            let o = model.pointee.opset_import[i]!.pointee
+            opsets[string(o.domain)] = Int(o.version)
+        }
+        var metadata: [String: String] = [:]
+        for i in 0..<model.pointee.n_metadata_props {
+            let e = model.pointee.metadata_props[i]!.pointee
+            metadata[string(e.key)] = string(e.value)
+        }
+        let reader = TensorReader(directory: directory, source: source)
+        return ONNXModel(irVersion: Int(model.pointee.ir_version), opsets: opsets,
+                         producer: string(model.pointee.producer_name), metadata: metadata,
+                         graph: try decodeGraph(graph.pointee, reader: reader), source: source)
+    }
+
+    static func decodeGraph(_ g: Onnx__GraphProto, reader: TensorReader) throws -> ONNXGraph {
+        var initializers: [String: ONNXValue] = [:]
+        var types: [String: Int] = [:]
+        for i in 0..<g.n_initializer {
+            let t = g.initializer[i]!.pointee
+            initializers[string(t.name)] = try reader.value(t)
+            types[string(t.name)] = Int(t.data_type)
+        }
+        var nodes: [ONNXNode] = []
+        nodes.reserveCapacity(g.n_node)
+        for i in 0..<g.n_node {
+            let n = g.node[i]!.pointee
+            var attributes: [String: ONNXAttribute] = [:]
+            for j in 0..<n.n_attribute {
+                let a = n.attribute[j]!.pointee
+                attributes[string(a.name)] = try attribute(a, reader: reader)
+            }
+            nodes.append(ONNXNode(name: string(n.name), opType: string(n.op_type), domain: string(n.domain),
+                                  inputs: strings(n.input, n.n_input), outputs: strings(n.output, n.n_output),
+                                  attributes: attributes))
+        }
+        return ONNXGraph(name: string(g.name), nodes: nodes, initializers: initializers, initializerTypes: types,
+                         inputs: valueInfos(g.input, g.n_input), outputs: valueInfos(g.output, g.n_output),
+                         valueInfo: valueInfos(g.value_info, g.n_value_info))
+    }
+
+    static func attribute(_ a: Onnx__AttributeProto, reader: TensorReader) throws -> ONNXAttribute {
+        // Old exporters leave `type` unset; infer it from the field that is present.
+        var type = a.has_type != 0 ? Int(a.type.rawValue) : 0
+        if type == 0 {
+            if a.n_ints > 0 { type = 7 } else if a.n_floats > 0 { type = 6 } else if a.n_strings > 0 { type = 8 }
+            else if a.t != nil { type = 4 } else if a.has_s != 0 { type = 3 } else if a.has_f != 0 { type = 1 }
+            else if a.has_i != 0 { type = 2 }
+        }
+        switch type {
+        case 1: return .float(a.f)
+        case 2: return .int(Int(a.i))
+        case 3: return .string(bytesString(a.s))
+        case 4: return .tensor(try reader.value(a.t!.pointee))
+        case 6: return .floats(Array(UnsafeBufferPointer(start: a.floats, count: a.n_floats)))
+        case 7: return .ints(UnsafeBufferPointer(start: a.ints, count: a.n_ints).map { Int($0) })
+        case 8: return .strings((0..<a.n_strings).map { bytesString(a.strings[$0]) })
+        default: return .unsupported(type: type)
+        }
+    }
+
+    static func valueInfos(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Onnx__ValueInfoProto>?>?, _ n: Int) -> [ONNXValueInfo] {
+        (0..<n).map { i in
+            let v = p![i]!.pointee
+            var elementType = 0
+            var shape: [Int?]? = nil
+            if let type = v.type, type.pointee.value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE,
+               let tensorType = type.pointee.tensor_type {
+                elementType = Int(tensorType.pointee.elem_type)
+                if let s = tensorType.pointee.shape {
+                    shape = (0..<s.pointee.n_dim).map { d in
+                        let dim = s.pointee.dim[d]!.pointee
+                        return dim.value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ? Int(dim.dim_value) : nil
+                    }
+                }
+            }
+            return ONNXValueInfo(name: string(v.name), elementType: elementType, shape: shape)
+        }
+    }
+
+    static func string(_ p: UnsafeMutablePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
+
+    static func strings(_ p: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ n: Int) -> [String] {
+        (0..<n).map { string(p![$0]) }
+    }
+
+    static func bytesString(_ b: ProtobufCBinaryData) -> String {
+        guard b.len > 0, let d = b.data else { return "" }
+        return String(decoding: UnsafeBufferPointer(start: d, count: b.len), as: UTF8.self)
+    }
+}
+
+/// Converts TensorProto contents (typed fields, raw little-endian bytes, or external files).
+struct TensorReader {
+    let directory: String?
+    let source: String
+
+    func value(_ t: Onnx__TensorProto) throws -> ONNXValue {
+        let name = ONNXModel.string(t.name)
+        let dims = UnsafeBufferPointer(start: t.dims, count: t.n_dims).map { Int($0) }
+        guard dims.allSatisfy({ $0 >= 0 }) else { throw ONNXError.malformed("tensor '\(name)' has negative dimensions \(dims)") }
+        let (count, overflow) = dims.reduce((1, false)) { acc, d in
+            let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
+        }
+        guard !overflow, count < 1 << 34 else { throw ONNXError.malformed("tensor '\(name)' is too large (\(dims))") }
+        let type = Int(t.data_type)
+        var raw: UnsafeRawBufferPointer? = nil
+        var external: Data? = nil
+        if t.has_data_location != 0 && t.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
+            external = try readExternal(t, name: name)
+        } else if t.has_raw_data != 0 {
+            raw = UnsafeRawBufferPointer(start: t.raw_data.data, count: t.raw_data.len)
+        }
+        if let external { return try external.withUnsafeBytes { try convert(name: name, type: type, dims: dims, count: count, raw: $0, t) } }
+        return try convert(name: name, type: type, dims: dims, count: count, raw: raw, t)
+    }
+
+    private func convert(name: String, type: Int, dims: [Int], count: Int, raw: UnsafeRawBufferPointer?,
+                         _ t: Onnx__TensorProto) throws -> ONNXValue {
+        let width: Int
+        switch type {
+        case 1, 6, 12: width = 4
+        case 2, 3, 9: width = 1
+        case 4, 5, 10, 16: width = 2
+        case 7, 11, 13: width = 8
+        default: throw ONNXError.unsupportedDataType(tensor: name, type: type)
+        }
+        if let raw {
+            guard raw.count == count * width else {
+                throw ONNXError.malformed("tensor '\(name)' holds \(raw.count) bytes, \(dims) of \(ONNXError.typeName(type)) needs \(count * width)")
+            }
+            return try fromBytes(name: name, type: type, dims: dims, count: count, raw)
+        }
+        // Typed fields: float_data (FLOAT), int32_data (8/16/32-bit ints, bool, float16 bits),
+        // int64_data, double_data, uint64_data.
+        func need(_ n: Int, _ field: String) throws {
+            guard n == count else { throw ONNXError.malformed("tensor '\(name)' has \(n) values in \(field) for shape \(dims)") }
+        }
+        switch type {
+        case 1:
+            try need(t.n_float_data, "float_data")
+            return .float(Tensor(shape: dims, scalars: Array(UnsafeBufferPointer(start: t.float_data, count: count))))
+        case 11:
+            try need(t.n_double_data, "double_data")
+            return .float(Tensor(shape: dims, scalars: UnsafeBufferPointer(start: t.double_data, count: count).map { Float($0) }))
+        case 7:
+            try need(t.n_int64_data, "int64_data")
+            return .ints(UnsafeBufferPointer(start: t.int64_data, count: count).map { Int($0) }, shape: dims)
+        case 13:
+            try need(t.n_uint64_data, "uint64_data")
+            return .ints(UnsafeBufferPointer(start: t.uint64_data, count: count).map { Int(truncatingIfNeeded: $0) }, shape: dims)
+        case 6, 12:
+            try need(t.n_int32_data, "int32_data")
+            return .ints(UnsafeBufferPointer(start: t.int32_data, count: count).map { Int($0) }, shape: dims)
+        case 10, 16:
+            try need(t.n_int32_data, "int32_data")
+            let bits = UnsafeBufferPointer(start: t.int32_data, count: count)
+            return .float(Tensor(shape: dims, scalars: bits.map { TensorReader.halfToFloat(UInt16(truncatingIfNeeded: $0), bfloat: type == 16) }))
+        default:
+            try need(t.n_int32_data, "int32_data")
+            return .float(Tensor(shape: dims, scalars: UnsafeBufferPointer(start: t.int32_data, count: count).map { Float($0) }))
+        }
+    }
+
+    private func fromBytes(name: String, type: Int, dims: [Int], count: Int, _ raw: UnsafeRawBufferPointer) throws -> ONNXValue {
+        func floats(_ f: (Int) -> Float) -> ONNXValue {
+            let t = Tensor(zeros: dims)
+            for i in 0..<count { t.data[i] = f(i) }
+            return .float(t)
+        }
+        switch type {
+        case 1:
+            let t = Tensor(zeros: dims)
+            if count > 0 { memcpy(t.data, raw.baseAddress!, count * 4) }
+            return .float(t)
+        case 11: return floats { Float(raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self)) }
+        case 10: return floats { TensorReader.halfToFloat(raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self), bfloat: false) }
+        case 16: return floats { TensorReader.halfToFloat(raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self), bfloat: true) }
+        case 2: return floats { Float(raw[$0]) }
+        case 3: return floats { Float(Int8(bitPattern: raw[$0])) }
+        case 9: return floats { raw[$0] != 0 ? 1 : 0 }
+        case 4: return floats { Float(raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)) }
+        case 5: return floats { Float(raw.loadUnaligned(fromByteOffset: $0 * 2, as: Int16.self)) }
+        case 6: return .ints((0..<count).map { Int(raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }, shape: dims)
+        case 12: return .ints((0..<count).map { Int(raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)) }, shape: dims)
+        case 7: return .ints((0..<count).map { Int(raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }, shape: dims)
+        case 13: return .ints((0..<count).map { Int(truncatingIfNeeded: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }, shape: dims)
+        default: throw ONNXError.unsupportedDataType(tensor: name, type: type)
+        }
+    }
+
+    private func readExternal(_ t: Onnx__TensorProto, name: String) throws -> Data {
+        var location = "", offset = 0, length: Int? = nil
+        for i in 0..<t.n_external_data {
+            let e = t.external_data[i]!.pointee
+            let key = ONNXModel.string(e.key), value = ONNXModel.string(e.value)
+            switch key {
+            case "location": location = value
+            case "offset": offset = Int(value) ?? 0
+            case "length": length = Int(value)
+            default: break
+            }
+        }
+        guard !location.isEmpty, !location.hasPrefix("/"), !location.split(separator: "/").contains("..") else {
+            throw ONNXError.malformed("tensor '\(name)' has external data at '\(location)': a relative path inside the model's folder is required")
+        }
+        guard let directory else { throw ONNXError.malformed("tensor '\(name)' has external data but the model was not read from a file") }
+        let path = (directory as NSString).appendingPathComponent(location)
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw ONNXError.unreadable(path: path, reason: "external data of tensor '\(name)' is missing")
+        }
+        defer { try? handle.close() }
+        do {
+            try handle.seek(toOffset: UInt64(offset))
+            let data = try (length.map { try handle.read(upToCount: $0) } ?? handle.readToEnd()) ?? Data()
+            if let length, data.count != length {
+                throw ONNXError.malformed("external data of tensor '\(name)' is truncated (\(data.count) of \(length) bytes)")
+            }
+            return data
+        } catch let e as ONNXError { throw e } catch {
+            throw ONNXError.unreadable(path: path, reason: error.localizedDescription)
+        }
+    }
+
+    static func halfToFloat(_ h: UInt16, bfloat: Bool) -> Float {
+        if bfloat { return Float(bitPattern: UInt32(h) << 16) }
+        return Float(Float16(bitPattern: h))
+    }
+}
+
+extension ONNXValue {
+    /// Decodes a serialized TensorProto (the `.pb` files of ONNX's test data).
+    public static func decodeTensor(_ data: Data, source: String = "<memory>") throws -> (name: String, value: ONNXValue) {
+        let message: UnsafeMutablePointer<Onnx__TensorProto>? = data.withUnsafeBytes { raw in
+            onnx__tensor_proto__unpack(nil, raw.count, raw.bindMemory(to: UInt8.self).baseAddress)
+        }
+        guard let t = message else { throw ONNXError.notONNX(path: source, reason: "not a serialized TensorProto") }
+        defer { onnx__tensor_proto__free_unpacked(t, nil) }
+        let value = try TensorReader(directory: nil, source: source).value(t.pointee)
+        return (ONNXModel.string(t.pointee.name), value)
+    }
+}
