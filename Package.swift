@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "DipvizPrior", dependencies: ["DipvizTensor"], swiftSettings: optimised),
         .target(name: "DipvizBench", dependencies: ["DipvizTensor", "DipvizPrior"], swiftSettings: languageMode),
         .executableTarget(name: "dipviz", dependencies: [
-            "DipvizTensor", "DipvizPrior", "DipvizImage", "DipvizBench",
+            "DipvizTensor", "DipvizPrior", "DipvizImage", "DipvizONNX", "DipvizBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: languageMode),
 

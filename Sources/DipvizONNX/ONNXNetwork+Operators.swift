@@ -86,7 +86,9 @@ extension ONNXNetwork {
             if node.outputs.count > 1 && !node.outputs[1].isEmpty { throw node.unsupported("the Indices output of MaxPool is not supported") }
             let t = try x()
             guard t.rank == 4 else { throw node.unsupported("only 2-D pooling (4-D tensors) is supported, got rank \(t.rank)") }
-            guard let k = node.ints("kernel_shape"), k.count == 2 else { throw node.unsupported("kernel_shape must have 2 entries") }
+            guard let k = node.ints("kernel_shape"), k.count == 2, k.allSatisfy({ $0 > 0 && $0 <= 4096 }) else {
+                throw node.unsupported("kernel_shape must be two positive numbers")
+            }
             let window = try geometry(node, input: t, kernel: (k[0], k[1]))
             let p = Pool2dOptions(kernel: (k[0], k[1]), window: window, ceilMode: node.int("ceil_mode", 0) != 0,
                                   countIncludePad: node.int("count_include_pad", 0) != 0)
@@ -102,13 +104,15 @@ extension ONNXNetwork {
             guard t.rank == 4 else { throw node.unsupported("expects a 4-D tensor, got \(t.shape)") }
             return one(t.maxPool2d(Pool2dOptions(kernel: (t.shape[2], t.shape[3]), window: Conv2dOptions(stride: 1))))
         case "LRN":
-            guard let size = node.ints("size")?.first else { throw node.unsupported("LRN needs a size") }
+            guard let size = node.ints("size")?.first, size >= 1 else { throw node.unsupported("LRN needs a positive size") }
+            guard (try x()).rank >= 2 else { throw node.mismatch("LRN needs N x C x ... input") }
             return one(try x().localResponseNorm(size: size, alpha: node.float("alpha", 1e-4), beta: node.float("beta", 0.75),
                                                  bias: node.float("bias", 1)))
         case "BatchNormalization":
             if node.int("training_mode", 0) != 0 { throw node.unsupported("training_mode=1 is not supported") }
             let t = try x()
-            let c = t.shape.count > 1 ? t.shape[1] : 0
+            guard t.rank >= 2 else { throw node.mismatch("batch norm needs N x C x ... input, got \(t.shape)") }
+            let c = t.shape[1]
             let scale = try x(1), bias = try x(2), mean = try x(3), variance = try x(4)
             guard [scale, bias, mean, variance].allSatisfy({ $0.count == c }) else {
                 throw node.mismatch("batch-norm parameters do not match \(c) channels")
@@ -217,7 +221,9 @@ extension ONNXNetwork {
             throw node.unsupported("Constant without a supported value attribute")
         case "ConstantOfShape":
             let shape = try input(0).integers()
-            guard shape.allSatisfy({ $0 >= 0 }) else { throw node.mismatch("negative shape \(shape)") }
+            guard shape.allSatisfy({ $0 >= 0 && $0 < 1 << 20 }), shape.reduce(1, { $0 &* $1 }) < 1 << 28 else {
+                throw node.mismatch("implausible shape \(shape)")
+            }
             if case .tensor(let v)? = node.attributes["value"] {
                 if case .ints(let a, _) = v { return [.ints([Int](repeating: a.first ?? 0, count: shape.reduce(1, *)), shape: shape)] }
                 return one(Tensor(shape: shape, repeating: v.tensor(node).data[0]))
@@ -278,6 +284,7 @@ extension ONNXNetwork {
                 let scale = (try x(1)).data[0]
                 let ws = try x(4)
                 let bt = b.tensor(node)
+                guard ws.count == 1 || ws.count == bt.count else { throw node.mismatch("bias of \(bt.count) for \(ws.count) weight scales") }
                 bias = Tensor(shape: bt.shape, scalars: (0..<bt.count).map { bt.data[$0] * scale * ws.data[ws.count == 1 ? 0 : $0] })
             }
             let y = try convolution(node, xf, wf, bias)
@@ -301,7 +308,8 @@ extension ONNXNetwork {
             throw node.unsupported("strides \(strides) and dilations \(dilations) must be two positive numbers")
         }
         var pads = node.ints("pads") ?? [0, 0, 0, 0]
-        guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }) else { throw node.unsupported("pads \(pads) must be four non-negative numbers") }
+        guard pads.count == 4, pads.allSatisfy({ $0 >= 0 && $0 <= 4096 }) else { throw node.unsupported("pads \(pads) must be four non-negative numbers") }
+        guard strides.allSatisfy({ $0 <= 4096 }), dilations.allSatisfy({ $0 <= 4096 }) else { throw node.unsupported("implausible strides or dilations") }
         let autoPad = node.string("auto_pad", "NOTSET")
         switch autoPad {
         case "NOTSET": break
@@ -485,6 +493,7 @@ extension ONNXNetwork {
         guard t.rank == 4, pads.count == 8 else { throw node.unsupported("padding is supported for 4-D tensors (pads \(pads))") }
         guard pads[0] == 0, pads[1] == 0, pads[4] == 0, pads[5] == 0 else { throw node.unsupported("padding of batch or channel axes") }
         guard pads.allSatisfy({ $0 >= 0 }) else { throw node.unsupported("negative pads (cropping)") }
+        guard pads.allSatisfy({ $0 <= 4096 }) else { throw node.mismatch("implausible pads \(pads)") }
         let m: PaddingMode
         switch mode {
         case "constant": m = .zero

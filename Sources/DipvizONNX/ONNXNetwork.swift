@@ -111,7 +111,9 @@ public final class ONNXNetwork {
 
     /// Runs only what the requested tensors need. Inputs are named graph inputs; a single
     /// tensor may be passed for the image input.
-    public func run(_ inputs: [String: Tensor], outputs requested: [String]) throws -> [String: Tensor] {
+    /// `observe` sees every value computed, in order (for shape reports).
+    public func run(_ inputs: [String: Tensor], outputs requested: [String],
+                    observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: Tensor] {
         var values: [String: ONNXValue] = [:]
         for info in model.graph.dataInputs {
             guard let t = inputs[info.name] else { throw ONNXError.inputMismatch("missing input '\(info.name)'") }
@@ -146,7 +148,10 @@ public final class ONNXNetwork {
                 args.append(v)
             }
             let outs = try ONNXNetwork.evaluate(node, args, opset: opset, types: model.graph.initializerTypes)
-            for (name, v) in zip(node.outputs, outs) where !name.isEmpty { values[name] = v }
+            for (name, v) in zip(node.outputs, outs) where !name.isEmpty {
+                values[name] = v
+                observe?(name, v)
+            }
             for name in node.inputs where lastUse[name] == i && !keep.contains(name) { values[name] = nil }
         }
         var result: [String: Tensor] = [:]

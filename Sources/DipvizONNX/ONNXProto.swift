@@ -138,7 +138,7 @@ struct TensorReader {
         let (count, overflow) = dims.reduce((1, false)) { acc, d in
             let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
         }
-        guard !overflow, count < 1 << 34 else { throw ONNXError.malformed("tensor '\(name)' is too large (\(dims))") }
+        guard !overflow, count < 1 << 31 else { throw ONNXError.malformed("tensor '\(name)' is too large (\(dims))") }
         let type = Int(t.data_type)
         var raw: UnsafeRawBufferPointer? = nil
         var external: Data? = nil

@@ -1,0 +1,83 @@
+import DipvizTensor
+import Foundation
+
+/// One row of `dipviz inspect`.
+public struct LayerSummary: Codable, Equatable, Sendable {
+    public var alias: String
+    public var aliases: [String]
+    public var tensor: String
+    public var node: String
+    public var op: String
+    public var shape: [Int]
+    public var parameters: Int
+    public var macs: Int
+    /// Receptive field and stride in input pixels; nil once a global operation covers everything.
+    public var receptiveField: Int?
+    public var stride: Int
+
+    enum CodingKeys: String, CodingKey {
+        case alias, aliases, tensor, node, op, shape, parameters, macs, receptiveField = "receptive_field", stride
+    }
+}
+
+extension ONNXNetwork {
+    /// Shapes come from running the graph once on zeros of the input size.
+    public func summarize(height: Int, width: Int) throws -> [LayerSummary] {
+        guard let input = imageInput else { throw ONNXError.inputMismatch("the model has no data input") }
+        let channels = (input.shape?.count == 4 ? input.shape?[1] ?? 3 : 3) ?? 3
+        var shapes: [String: [Int]] = [:]
+        let outputs = layers.map(\.tensor)
+        _ = try GradMode.withoutGrad {
+            try run([input.name: Tensor(zeros: [1, channels, height, width])], outputs: outputs) { name, value in
+                shapes[name] = value.shape
+            }
+        }
+        // Receptive field r and jump j per tensor, carried along the graph.
+        var field: [String: (Int?, Int)] = [input.name: (1, 1)]
+        var rows: [LayerSummary] = []
+        let byTensor = Dictionary(layers.map { ($0.tensor, $0) }, uniquingKeysWith: { a, _ in a })
+        for node in nodes {
+            let incoming = node.inputs.compactMap { field[$0] }
+            var r: Int? = incoming.isEmpty ? 1 : (incoming.contains { $0.0 == nil } ? nil : incoming.compactMap(\.0).max())
+            var j = incoming.map(\.1).max() ?? 1
+            var params = 0
+            // Weights are the float constants a node reads (integer ones are shapes and pads).
+            for name in node.inputs.dropFirst() { if case .float(let c)? = constants[name] { params += c.count } }
+            var macs = 0
+            let out = node.outputs.first ?? ""
+            let outShape = shapes[out] ?? []
+            switch node.opType {
+            case "Conv", "QLinearConv", "MaxPool", "AveragePool":
+                var k = node.ints("kernel_shape") ?? []
+                let weightIndex = node.opType == "QLinearConv" ? 3 : 1
+                if k.isEmpty, node.inputs.count > weightIndex, let w = constants[node.inputs[weightIndex]]?.shape, w.count == 4 {
+                    k = [w[2], w[3]]
+                }
+                let s = node.ints("strides") ?? [1, 1], d = node.ints("dilations") ?? [1, 1]
+                let kEff = ((k.first ?? 1) - 1) * (d.first ?? 1) + 1
+                if let rr = r { r = rr + (kEff - 1) * j }
+                j *= s.first ?? 1
+                if node.opType != "MaxPool" && node.opType != "AveragePool",
+                   node.inputs.count > weightIndex, let w = constants[node.inputs[weightIndex]]?.shape, w.count == 4 {
+                    macs = outShape.reduce(1, *) * w[1] * w[2] * w[3]
+                }
+            case "GlobalAveragePool", "GlobalMaxPool", "Gemm", "MatMul", "QLinearMatMul", "Flatten", "Reshape":
+                if node.opType != "Flatten" && node.opType != "Reshape" { r = nil }
+                if node.opType == "Gemm" || node.opType == "MatMul" || node.opType == "QLinearMatMul" {
+                    r = nil
+                    let a = shapes[node.inputs[0]] ?? []
+                    let k = node.opType == "Gemm" && node.int("transA", 0) != 0 ? (a.first ?? 0) : (a.last ?? 0)
+                    macs = outShape.reduce(1, *) * k
+                }
+            default: break
+            }
+            for o in node.outputs where !o.isEmpty { field[o] = (r, j) }
+            guard let shape = shapes[out] else { continue }
+            let layer = byTensor[out]
+            rows.append(LayerSummary(alias: layer?.aliases.first ?? "", aliases: layer?.aliases ?? [], tensor: out, node: node.name,
+                                     op: node.opType, shape: shape, parameters: params, macs: macs,
+                                     receptiveField: r, stride: j))
+        }
+        return rows
+    }
+}

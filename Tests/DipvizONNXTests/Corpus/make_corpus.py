@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Writes the small ONNX models the parser fuzz test mutates (needs the onnx package)."""
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+rng = np.random.default_rng(3)
+
+
+def save(name, nodes, inits, inputs, outputs, opset=13):
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, producer_name="dipviz corpus", opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(HERE, f"{name}.onnx"))
+
+
+def f(name, *shape):
+    return numpy_helper.from_array(rng.uniform(-1, 1, size=shape).astype(np.float32), name)
+
+
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])
+save("conv_relu_pool",
+     [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+      helper.make_node("Relu", ["c"], ["r"]),
+      helper.make_node("LRN", ["r"], ["n"], size=3),
+      helper.make_node("MaxPool", ["n"], ["y"], kernel_shape=[2, 2], strides=[2, 2])],
+     [f("w", 3, 2, 3, 3), f("b", 3)], [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 3, 3])])
+
+save("flatten_gemm_softmax",
+     [helper.make_node("Shape", ["x"], ["s"]),
+      helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+      helper.make_node("Unsqueeze", ["n", "axes"], ["nu"]),
+      helper.make_node("Concat", ["nu", "minus1"], ["shape"], axis=0),
+      helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+      helper.make_node("Gemm", ["flat", "w", "b"], ["g"], transB=1),
+      helper.make_node("Dropout", ["g"], ["d"]),
+      helper.make_node("Softmax", ["d"], ["y"], axis=1)],
+     [numpy_helper.from_array(np.array(0, dtype=np.int64), "zero"),
+      numpy_helper.from_array(np.array([0], dtype=np.int64), "axes"),
+      numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus1"),
+      f("w", 4, 72), f("b", 4)],
+     [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+
+w_q = numpy_helper.from_array(rng.integers(-100, 100, size=(3, 2, 3, 3)).astype(np.int8), "w_q")
+save("qdq_conv",
+     [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+      helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+      helper.make_node("DequantizeLinear", ["w_q", "ws", "wz"], ["w"]),
+      helper.make_node("Conv", ["xd", "w"], ["c"], kernel_shape=[3, 3]),
+      helper.make_node("BatchNormalization", ["c", "g", "bb", "m", "v"], ["bn"]),
+      helper.make_node("Pad", ["bn", "pads"], ["y"], mode="reflect")],
+     [numpy_helper.from_array(np.array(0.02, dtype=np.float32), "xs"),
+      numpy_helper.from_array(np.array(128, dtype=np.uint8), "xz"), w_q,
+      numpy_helper.from_array(np.array(0.01, dtype=np.float32), "ws"),
+      numpy_helper.from_array(np.array(0, dtype=np.int8), "wz"),
+      f("g", 3), f("bb", 3), f("m", 3), numpy_helper.from_array(np.array([1, 2, 0.5], dtype=np.float32), "v"),
+      numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads")],
+     [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 6, 6])])
+print("corpus written")
