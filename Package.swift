@@ -45,7 +45,7 @@ let package = Package(
                 swiftSettings: optimised),
         .target(name: "DipvizImage", dependencies: ["CPNG", "DipvizTensor"], swiftSettings: languageMode),
         .target(name: "DipvizPrior", dependencies: ["DipvizTensor"], swiftSettings: optimised),
-        .target(name: "DipvizBench", dependencies: ["DipvizTensor", "DipvizPrior"], swiftSettings: languageMode),
+        .target(name: "DipvizBench", dependencies: ["DipvizTensor", "DipvizPrior", "DipvizONNX"], swiftSettings: languageMode),
         .executableTarget(name: "dipviz", dependencies: [
             "DipvizTensor", "DipvizPrior", "DipvizImage", "DipvizONNX", "DipvizBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

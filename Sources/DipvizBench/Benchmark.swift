@@ -1,6 +1,7 @@
 import Foundation
 import DipvizTensor
 import DipvizPrior
+import DipvizONNX
 
 /// One benchmark line: the median of repeated timings of a case.
 public struct BenchmarkResult: Codable, Sendable {
@@ -15,16 +16,27 @@ public struct BenchmarkResult: Codable, Sendable {
 
 public struct BenchmarkCase: Sendable {
     public let name: String
-    /// Floating-point operations of one timed call (for the GFLOP/s figure).
-    public let flops: Double
     public let detail: String?
-    /// Returns the closure to time; set-up work happens outside the timing.
-    public let prepare: @Sendable () throws -> () -> Void
+    /// Returns the closure to time and the floating-point operations of one call (for the
+    /// GFLOP/s figure); set-up work happens here, outside the timing.
+    public let prepare: @Sendable () throws -> (body: () -> Void, flops: Double)
+
+    init(name: String, flops: Double, detail: String?, prepare: @escaping @Sendable () throws -> () -> Void) {
+        self.name = name
+        self.detail = detail
+        self.prepare = { (try prepare(), flops) }
+    }
+
+    init(name: String, detail: String?, prepare: @escaping @Sendable () throws -> (body: () -> Void, flops: Double)) {
+        self.name = name
+        self.detail = detail
+        self.prepare = prepare
+    }
 }
 
 public enum Benchmarks {
     public static func run(_ c: BenchmarkCase, repeats: Int, warmup: Int = 1) throws -> BenchmarkResult {
-        let body = try c.prepare()
+        let (body, flops) = try c.prepare()
         for _ in 0..<warmup { body() }
         var times: [Double] = []
         for _ in 0..<Swift.max(repeats, 1) {
@@ -35,12 +47,14 @@ public enum Benchmarks {
         times.sort()
         let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
         return BenchmarkResult(case: c.name, ms: (median * 1000).rounded() / 1000,
-                               gflops: ((c.flops / (median / 1000) / 1e9) * 10).rounded() / 10,
+                               gflops: ((flops / (median / 1000) / 1e9) * 10).rounded() / 10,
                                repeats: times.count, openblas_core: BLAS.coreName,
                                threads: Parallel.workerCount, detail: c.detail)
     }
 
-    public static var all: [BenchmarkCase] { [sgemm1024, convForward, convBackward, dipStep256] }
+    public static var all: [BenchmarkCase] {
+        [sgemm1024, convForward, convBackward, dipStep256, alexnetForward224, vgg16Forward224, onnxLoadVGG16]
+    }
 
     public static let sgemm1024 = BenchmarkCase(name: "sgemm_1024", flops: 2 * pow(1024, 3), detail: "1024x1024 row-major") {
         let a = Tensor.uniform([1024, 1024], seed: 1), b = Tensor.uniform([1024, 1024], seed: 2)
@@ -74,6 +88,47 @@ public enum Benchmarks {
             x.grad = nil; w.grad = nil; b.grad = nil
             y.backward(seed: seed, retainGraph: true)
         }
+    }
+
+    /// Inference of a full torchvision classifier (random weights) through the ONNX runtime.
+    static func classifierForward(_ name: String, _ make: @escaping @Sendable () -> ONNXModel) -> BenchmarkCase {
+        BenchmarkCase(name: name, detail: "batch 1, 3x224x224, features and classifier, no gradient") {
+            let net = try ONNXNetwork(model: make())
+            let macs = try net.summarize(height: 224, width: 224).reduce(0) { $0 + $1.macs }
+            let x = Tensor.uniform([1, 3, 224, 224], seed: 1)
+            return ({ _ = try? GradMode.withoutGrad { try net(x) } }, 2 * Double(macs))
+        }
+    }
+
+    public static let alexnetForward224 = classifierForward("alexnet_fwd_224") { TorchvisionStructures.alexnet() }
+    public static let vgg16Forward224 = classifierForward("vgg16_fwd_224") { TorchvisionStructures.vgg16() }
+
+    /// Loading a full VGG16 file (528 MiB of float32 weights), written once by the benchmark.
+    public static let onnxLoadVGG16 = BenchmarkCase(name: "onnx_load_vgg16", flops: 0,
+                                                    detail: "parse + convert weights + fold; the RSS it holds is printed to stderr") {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-bench-vgg16.onnx").path
+        if !FileManager.default.fileExists(atPath: path) {
+            try TorchvisionStructures.vgg16().encode().write(to: URL(fileURLWithPath: path))
+        }
+        BufferPool.shared.trim()
+        let weightBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        return {
+            BufferPool.shared.trim()
+            let before = residentBytes()
+            let net = try? ONNXNetwork(path: path)
+            let held = residentBytes() - before
+            FileHandle.standardError.write(Data(String(format: "onnx_load_vgg16: file %.0f MB, held after load %.0f MB (%.2fx)\n",
+                                                         Double(weightBytes) / 1e6, Double(held) / 1e6,
+                                                         Double(held) / Double(max(weightBytes, 1))).utf8))
+            withExtendedLifetime(net) {}
+        }
+    }
+
+    /// Resident set size from /proc (Linux); 0 elsewhere.
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
     }
 
     /// One Deep Image Prior step at 256x256: skip generator forward, MSE loss, backward, Adam.

@@ -276,3 +276,189 @@ extension ONNXValue {
         return (ONNXModel.string(t.pointee.name), value)
     }
 }
+
+// MARK: - Encoding (for generated models: benchmarks, tests, exports)
+
+/// Owns the C memory of a message under construction.
+private final class Arena {
+    private var blocks: [UnsafeMutableRawPointer] = []
+    deinit { for b in blocks { b.deallocate() } }
+
+    func make<T>(_ type: T.Type, count: Int = 1) -> UnsafeMutablePointer<T> {
+        let p = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(count, 1))
+        blocks.append(UnsafeMutableRawPointer(p))
+        return p
+    }
+
+    func string(_ s: String) -> UnsafeMutablePointer<CChar> {
+        let bytes = Array(s.utf8CString)
+        let p = make(CChar.self, count: bytes.count)
+        p.update(from: bytes, count: bytes.count)
+        return p
+    }
+
+    func strings(_ list: [String]) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> {
+        let p = make(UnsafeMutablePointer<CChar>?.self, count: list.count)
+        for (i, s) in list.enumerated() { p[i] = string(s) }
+        return p
+    }
+
+    func array<T>(_ values: [T]) -> UnsafeMutablePointer<T> {
+        let p = make(T.self, count: values.count)
+        if !values.isEmpty { p.initialize(from: values, count: values.count) }
+        return p
+    }
+}
+
+extension ONNXModel {
+    /// Serialises the model as a ModelProto. Float weights are written straight from their
+    /// tensors, without an intermediate copy.
+    public func encode() throws -> Data {
+        let arena = Arena()
+        var tensors: [Tensor] = []  // kept alive until packing is done
+
+        func tensorProto(_ name: String, _ value: ONNXValue) -> UnsafeMutablePointer<Onnx__TensorProto> {
+            let t = arena.make(Onnx__TensorProto.self)
+            onnx__tensor_proto__init(t)
+            t.pointee.name = arena.string(name)
+            t.pointee.n_dims = value.shape.count
+            t.pointee.dims = arena.array(value.shape.map { Int64($0) })
+            t.pointee.has_data_type = 1
+            t.pointee.has_raw_data = 1
+            switch value {
+            case .float(let tensor):
+                tensors.append(tensor)
+                t.pointee.data_type = 1
+                t.pointee.raw_data = ProtobufCBinaryData(len: tensor.count * 4, data: UnsafeMutableRawPointer(tensor.data).assumingMemoryBound(to: UInt8.self))
+            case .ints(let values, _):
+                t.pointee.data_type = 7
+                let p = arena.array(values.map { Int64($0) })
+                t.pointee.raw_data = ProtobufCBinaryData(len: values.count * 8, data: UnsafeMutableRawPointer(p).assumingMemoryBound(to: UInt8.self))
+            }
+            return t
+        }
+
+        func valueInfo(_ v: ONNXValueInfo) -> UnsafeMutablePointer<Onnx__ValueInfoProto>? {
+            let info = arena.make(Onnx__ValueInfoProto.self)
+            onnx__value_info_proto__init(info)
+            info.pointee.name = arena.string(v.name)
+            let type = arena.make(Onnx__TypeProto.self)
+            onnx__type_proto__init(type)
+            let tensorType = arena.make(Onnx__TypeProto__Tensor.self)
+            onnx__type_proto__tensor__init(tensorType)
+            tensorType.pointee.has_elem_type = 1
+            tensorType.pointee.elem_type = Int32(v.elementType == 0 ? 1 : v.elementType)
+            if let dims = v.shape {
+                let shape = arena.make(Onnx__TensorShapeProto.self)
+                onnx__tensor_shape_proto__init(shape)
+                let list = arena.make(UnsafeMutablePointer<Onnx__TensorShapeProto__Dimension>?.self, count: dims.count)
+                for (i, d) in dims.enumerated() {
+                    let dim = arena.make(Onnx__TensorShapeProto__Dimension.self)
+                    onnx__tensor_shape_proto__dimension__init(dim)
+                    if let d {
+                        dim.pointee.value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE
+                        dim.pointee.dim_value = Int64(d)
+                    } else {
+                        dim.pointee.value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM
+                        dim.pointee.dim_param = arena.string("d\(i)")
+                    }
+                    list[i] = dim
+                }
+                shape.pointee.n_dim = dims.count
+                shape.pointee.dim = list
+                tensorType.pointee.shape = shape
+            }
+            type.pointee.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE
+            type.pointee.tensor_type = tensorType
+            info.pointee.type = type
+            return info
+        }
+
+        func attribute(_ name: String, _ a: ONNXAttribute) throws -> UnsafeMutablePointer<Onnx__AttributeProto>? {
+            let p = arena.make(Onnx__AttributeProto.self)
+            onnx__attribute_proto__init(p)
+            p.pointee.name = arena.string(name)
+            p.pointee.has_type = 1
+            switch a {
+            case .float(let f): p.pointee.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT; p.pointee.has_f = 1; p.pointee.f = f
+            case .int(let i): p.pointee.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT; p.pointee.has_i = 1; p.pointee.i = Int64(i)
+            case .string(let s):
+                p.pointee.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING
+                p.pointee.has_s = 1
+                let bytes = Array(s.utf8)
+                p.pointee.s = ProtobufCBinaryData(len: bytes.count, data: arena.array(bytes))
+            case .floats(let fs):
+                p.pointee.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS
+                p.pointee.n_floats = fs.count; p.pointee.floats = arena.array(fs)
+            case .ints(let values):
+                p.pointee.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS
+                p.pointee.n_ints = values.count; p.pointee.ints = arena.array(values.map { Int64($0) })
+            case .tensor(let v):
+                p.pointee.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR
+                p.pointee.t = tensorProto(name, v)
+            case .strings, .unsupported:
+                throw ONNXError.malformed("attribute '\(name)' cannot be written")
+            }
+            return p
+        }
+
+        let graph = arena.make(Onnx__GraphProto.self)
+        onnx__graph_proto__init(graph)
+        graph.pointee.name = arena.string(self.graph.name)
+        let nodeList = arena.make(UnsafeMutablePointer<Onnx__NodeProto>?.self, count: self.graph.nodes.count)
+        for (i, n) in self.graph.nodes.enumerated() {
+            let node = arena.make(Onnx__NodeProto.self)
+            onnx__node_proto__init(node)
+            node.pointee.name = arena.string(n.name)
+            node.pointee.op_type = arena.string(n.opType)
+            if !n.domain.isEmpty { node.pointee.domain = arena.string(n.domain) }
+            node.pointee.n_input = n.inputs.count; node.pointee.input = arena.strings(n.inputs)
+            node.pointee.n_output = n.outputs.count; node.pointee.output = arena.strings(n.outputs)
+            let attrs = try n.attributes.sorted { $0.key < $1.key }.map { try attribute($0.key, $0.value) }
+            node.pointee.n_attribute = attrs.count
+            node.pointee.attribute = arena.array(attrs)
+            nodeList[i] = node
+        }
+        graph.pointee.n_node = self.graph.nodes.count
+        graph.pointee.node = nodeList
+        let inits = self.graph.initializers.sorted { $0.key < $1.key }.map { Optional(tensorProto($0.key, $0.value)) }
+        graph.pointee.n_initializer = inits.count
+        graph.pointee.initializer = arena.array(inits)
+        let inputs = self.graph.inputs.map(valueInfo), outputs = self.graph.outputs.map(valueInfo)
+        graph.pointee.n_input = inputs.count; graph.pointee.input = arena.array(inputs)
+        graph.pointee.n_output = outputs.count; graph.pointee.output = arena.array(outputs)
+
+        let model = arena.make(Onnx__ModelProto.self)
+        onnx__model_proto__init(model)
+        model.pointee.has_ir_version = 1
+        model.pointee.ir_version = Int64(irVersion)
+        model.pointee.producer_name = arena.string(producer)
+        model.pointee.graph = graph
+        let opsetList: [UnsafeMutablePointer<Onnx__OperatorSetIdProto>?] = opsets.sorted { $0.key < $1.key }.map { domain, version in
+            let o = arena.make(Onnx__OperatorSetIdProto.self)
+            onnx__operator_set_id_proto__init(o)
+            o.pointee.domain = arena.string(domain)
+            o.pointee.has_version = 1
+            o.pointee.version = Int64(version)
+            return o
+        }
+        model.pointee.n_opset_import = opsetList.count
+        model.pointee.opset_import = arena.array(opsetList)
+        let props: [UnsafeMutablePointer<Onnx__StringStringEntryProto>?] = metadata.sorted { $0.key < $1.key }.map { key, value in
+            let e = arena.make(Onnx__StringStringEntryProto.self)
+            onnx__string_string_entry_proto__init(e)
+            e.pointee.key = arena.string(key)
+            e.pointee.value = arena.string(value)
+            return e
+        }
+        model.pointee.n_metadata_props = props.count
+        model.pointee.metadata_props = arena.array(props)
+
+        let size = onnx__model_proto__get_packed_size(model)
+        var data = Data(count: size)
+        let written = data.withUnsafeMutableBytes { onnx__model_proto__pack(model, $0.bindMemory(to: UInt8.self).baseAddress) }
+        withExtendedLifetime(tensors) {}
+        guard written == size else { throw ONNXError.malformed("packing wrote \(written) of \(size) bytes") }
+        return data
+    }
+}

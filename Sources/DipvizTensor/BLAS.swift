@@ -33,6 +33,25 @@ public enum BLAS {
             }
             return
         }
+        // A single row or column is a matrix-vector product: stream the matrix once instead of
+        // packing it (the fully connected layers of a batch-1 classifier).
+        if m == 1 && (beta == 0 || beta == 1) {
+            // c (1 x n) = op(A) (1 x k) * op(B) (k x n)  ->  c^T = op(B)^T a^T
+            let parts = n * k < 1 << 16 ? 1 : Parallel.workerCount
+            DispatchQueue.concurrentPerform(iterations: parts) { p in
+                let j0 = n * p / parts, j1 = n * (p + 1) / parts
+                guard j1 > j0 else { return }
+                // Rows j0..<j1 of op(B)^T: with B stored k x n (no transpose) that is columns of B.
+                if transposeB {
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(j1 - j0), Int32(k), alpha, b + j0 * ldb, Int32(ldb),
+                                a, transposeA ? Int32(lda) : 1, beta, c + j0, 1)
+                } else {
+                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(j1 - j0), alpha, b + j0, Int32(ldb),
+                                a, transposeA ? Int32(lda) : 1, beta, c + j0, 1)
+                }
+            }
+            return
+        }
         // Split the output into column (or row) blocks, one per core, each computed by a
         // single-threaded OpenBLAS call: OpenBLAS's own workers spin between calls and would
         // steal the cores from the element-wise kernels that run in between.

@@ -222,6 +222,25 @@ struct MapTests {
         checkOp(name, inputs: [x], expected: Tensor(shape: [2, 4], scalars: values.map(reference)), epsilon: 1e-3) { op($0[0]) }
     }
 
+    /// Single-row products take the matrix-vector path; every transpose combination must agree.
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func singleRowMatmul(transposeA: Bool, transposeB: Bool) {
+        var rng = SeededGenerator(seed: 4)
+        let a = Tensor.uniform(transposeA ? [300, 1] : [1, 300], low: -1, high: 1, generator: &rng)
+        let b = Tensor.uniform(transposeB ? [260, 300] : [300, 260], low: -1, high: 1, generator: &rng)
+        let av = a.scalars, bv = b.scalars
+        var expected = [Float](repeating: 0, count: 260)
+        for j in 0..<260 {
+            for k in 0..<300 {
+                let bk: Float = transposeB ? bv[j * 300 + k] : bv[k * 260 + j]
+                expected[j] += av[k] * bk
+            }
+        }
+        checkOp("1-row matmul", inputs: [a, b], expected: Tensor(shape: [1, 260], scalars: expected), probes: 6) {
+            $0[0].matmul($0[1], transposeSelf: transposeA, transposeOther: transposeB)
+        }
+    }
+
     @Test func linearIsGemmWithTransposedWeight() {
         var rng = SeededGenerator(seed: 2)
         let x = Tensor.uniform([3, 5], low: -1, high: 1, generator: &rng)

@@ -22,7 +22,8 @@ struct CLITests {
     @Test func benchListsItsCases() throws {
         let r = try runDipviz(["bench", "--list"])
         #expect(r.status == 0)
-        #expect(r.stdout.split(separator: "\n") == ["sgemm_1024", "conv_fwd", "conv_bwd", "dip_step_256"])
+        #expect(r.stdout.split(separator: "\n") == ["sgemm_1024", "conv_fwd", "conv_bwd", "dip_step_256", "alexnet_fwd_224",
+                                                    "vgg16_fwd_224", "onnx_load_vgg16"])
     }
 
     @Test func benchPrintsOneJSONObjectPerCase() throws {
@@ -45,5 +46,90 @@ struct CLITests {
         #expect(r.status != 0)
         #expect(r.stderr.contains("unknown case nope"))
         #expect(r.stderr.contains("sgemm_1024"))
+    }
+}
+
+enum Repo {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static func path(_ p: String) -> String { root.appendingPathComponent(p).path }
+    static let corpusModel = path("Tests/DipvizONNXTests/Corpus/conv_relu_pool.onnx")
+    static let squeezenet = path("../shared/models/squeezenet1.0-dc.onnx")
+    static var haveSqueezeNet: Bool {
+        FileManager.default.fileExists(atPath: squeezenet) && FileManager.default.fileExists(atPath: path("samples/chelsea.png"))
+    }
+}
+
+func temporaryDirectory() throws -> URL {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+@Suite("dipviz inspect, eval and classify")
+struct ModelCommandTests {
+    @Test func inspectPrintsATableAndJSON() throws {
+        let table = try runDipviz(["inspect", Repo.corpusModel])
+        #expect(table.status == 0, "\(table.stderr)")
+        #expect(table.stdout.contains("conv1") && table.stdout.contains("pool1") && table.stdout.contains("norm1"))
+        let json = try runDipviz(["inspect", Repo.corpusModel, "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let layers = object?["layers"] as? [[String: Any]] ?? []
+        #expect(layers.count == 4)
+        #expect(layers.first?["macs"] as? Int == 3 * 36 * 2 * 9)
+        #expect(layers.first?["receptive_field"] as? Int == 3)
+    }
+
+    @Test func evalWritesTheRequestedTensor() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let input = dir.appendingPathComponent("x.npy").path, output = dir.appendingPathComponent("y.npy").path
+        // A 1x2x6x6 float32 array of 0.5s.
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 6, 6), }"
+        header += String(repeating: " ", count: (64 - (10 + header.count + 1) % 64) % 64) + "\n"
+        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.count), 0]) + Data(header.utf8)
+        for _ in 0..<72 { withUnsafeBytes(of: Float(0.5)) { data.append(contentsOf: $0) } }
+        try data.write(to: URL(fileURLWithPath: input))
+        let r = try runDipviz(["eval", Repo.corpusModel, "--input", input, "--output", output, "--tensor", "relu1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let written = try Data(contentsOf: URL(fileURLWithPath: output))
+        #expect(String(decoding: written.prefix(80), as: UTF8.self).contains("(1, 3, 6, 6)"))
+        let bad = try runDipviz(["eval", Repo.corpusModel, "--input", input, "--output", output, "--tensor", "conv9"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("conv1") && bad.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test(.enabled(if: Repo.haveSqueezeNet, "../shared/models or samples/ missing"))
+    func classifyPrintsTopClasses() throws {
+        let r = try runDipviz(["classify", Repo.squeezenet, Repo.path("samples/chelsea.png"), "--json", "--top", "3",
+                               "--labels", Repo.path("../shared/models/imagenet-synsets.txt")])
+        #expect(r.status == 0, "\(r.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        let top = object?["top"] as? [[String: Any]] ?? []
+        #expect(top.count == 3)
+        #expect(top.first?["label"] as? String == "Egyptian cat")
+        #expect((top.first?["probability"] as? Double ?? 0) > 0.5)
+    }
+
+    /// Bad input: one line on standard error and a non-zero exit.
+    @Test func badInputsFailInOneLine() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let png = dir.appendingPathComponent("picture.onnx").path
+        try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13]).write(to: URL(fileURLWithPath: png))
+        let truncated = dir.appendingPathComponent("truncated.onnx").path
+        try Data(try Data(contentsOf: URL(fileURLWithPath: Repo.corpusModel)).prefix(100)).write(to: URL(fileURLWithPath: truncated))
+        let notPNG = dir.appendingPathComponent("image.png").path
+        try Data("not an image".utf8).write(to: URL(fileURLWithPath: notPNG))
+        let cases: [[String]] = [
+            ["inspect", png], ["inspect", truncated], ["inspect", dir.appendingPathComponent("missing.onnx").path],
+            ["classify", Repo.corpusModel, notPNG], ["classify", Repo.corpusModel, dir.appendingPathComponent("none.png").path],
+        ]
+        for args in cases {
+            let r = try runDipviz(args)
+            #expect(r.status != 0, "\(args)")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "\(args): \(r.stderr)")
+            #expect(r.stderr.hasPrefix("Error: "), "\(args): \(r.stderr)")
+        }
     }
 }
