@@ -54,7 +54,8 @@ let package = Package(
         .testTarget(name: "DipvizTensorTests", dependencies: ["DipvizTensor", "DipvizPrior"],
                     resources: [.copy("Fixtures")], swiftSettings: languageMode),
         .testTarget(name: "DipvizONNXTests", dependencies: ["DipvizONNX"], swiftSettings: languageMode),
-        .testTarget(name: "DipvizImageTests", dependencies: ["DipvizImage"], swiftSettings: languageMode),
+        .testTarget(name: "DipvizImageTests", dependencies: ["DipvizImage"], resources: [.copy("Fixtures")],
+                    swiftSettings: languageMode),
         .testTarget(name: "dipvizCLITests", dependencies: ["dipviz"], swiftSettings: languageMode),
     ]
 )

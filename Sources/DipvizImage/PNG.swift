@@ -28,7 +28,7 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
 }
 
 /// PNG through libpng's simplified API: any bit depth, grey, RGB, RGBA and palette files read as
-/// 8-bit RGB (16-bit samples are reduced to 8 bits; transparency is composited onto white).
+/// 8-bit RGB (16-bit samples are scaled to 8 bits; transparency is composited onto white).
 public enum PNG {
     public static func read(path: String) throws -> RGBImage {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -45,6 +45,9 @@ public enum PNG {
         }
         guard begun != 0 else { throw ImageError.notPNG(path: name, reason: message(of: &image)) }
         defer { png_image_free(&image) }
+        // 16-bit samples without gAMA/sRGB chunks are sRGB-encoded like 8-bit ones: scale, do
+        // not gamma-encode them as if they were linear light.
+        image.flags |= UInt32(PNG_IMAGE_FLAG_16BIT_sRGB)
         image.format = UInt32(PNG_FORMAT_RGB)
         let width = Int(image.width), height = Int(image.height)
         guard width > 0, height > 0, width * height <= 1 << 28 else {

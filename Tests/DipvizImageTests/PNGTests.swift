@@ -35,3 +35,41 @@ struct PNGTests {
         #expect(throws: ImageError.self) { try PNG.decode(Data(truncated)) }
     }
 }
+
+@Suite("PNG colour types and bit depths")
+struct PNGVariantTests {
+    struct Expected: Decodable { let width: Int, height: Int, rgb: [UInt8], grey: [UInt8] }
+    static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
+    static let expected = try! JSONDecoder().decode(Expected.self, from: Data(contentsOf: fixtures.appendingPathComponent("expected.json")))
+
+    @Test(arguments: ["rgb8", "rgb16", "rgba8", "palette8"])
+    func colour(_ name: String) throws {
+        let img = try PNG.read(path: PNGVariantTests.fixtures.appendingPathComponent("\(name).png").path)
+        #expect(img.width == 4 && img.height == 3)
+        #expect(img.pixels == PNGVariantTests.expected.rgb)
+    }
+
+    @Test(arguments: ["grey8", "grey16", "greyalpha8"])
+    func grey(_ name: String) throws {
+        let img = try PNG.read(path: PNGVariantTests.fixtures.appendingPathComponent("\(name).png").path)
+        #expect(img.pixels == PNGVariantTests.expected.grey.flatMap { [$0, $0, $0] })
+    }
+
+    @Test func transparencyCompositesOntoWhite() throws {
+        let img = try PNG.read(path: PNGVariantTests.fixtures.appendingPathComponent("transparent.png").path)
+        #expect(img.pixels.allSatisfy { $0 == 255 })
+    }
+
+    @Test func resizeFilters() throws {
+        // A constant image stays constant under every filter; a box shrink averages exactly.
+        let flat = RGBImage(width: 9, height: 7, pixels: [UInt8](repeating: 77, count: 9 * 7 * 3))
+        for filter in ResizeFilter.allCases {
+            #expect(flat.resized(width: 4, height: 5, filter: filter).pixels.allSatisfy { $0 == 77 }, "\(filter)")
+            #expect(flat.resized(width: 20, height: 11, filter: filter).pixels.allSatisfy { $0 == 77 }, "\(filter)")
+        }
+        let stripes = RGBImage(width: 4, height: 1, pixels: [0, 0, 0, 200, 200, 200, 0, 0, 0, 200, 200, 200])
+        #expect(stripes.resized(width: 2, height: 1, filter: .area).pixels == [100, 100, 100, 100, 100, 100])
+        let cropped = RGBImage(width: 6, height: 2, pixels: (0..<36).map { UInt8($0) }).centreCropped(aspect: 1)
+        #expect(cropped.width == 2 && cropped.height == 2)
+    }
+}

@@ -47,6 +47,29 @@ struct BadInputTests {
         #expect(throws: ONNXError.self) { try ONNXModel.load(path: "/nonexistent/model.onnx") }
     }
 
+    @Test func externalDataIsReadFromBesideTheModel() throws {
+        let net = try ONNXNetwork(path: Paths.corpus + "/External/external.onnx")
+        let y = try net(Tensor(shape: [1, 2, 6, 6], repeating: 1))
+        // y[c] = w[c,0] + w[c,1] + b[c] with w = [0, .1, .2, .3, .4, .5], b = [1, 2, 3]
+        #expect(abs(y.data[0] - 1.1) < 1e-6 && abs(y.data[36] - 2.5) < 1e-6 && abs(y.data[72] - 3.9) < 1e-6)
+        // The same model without its weights file is a clear error.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-external-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.copyItem(atPath: Paths.corpus + "/External/external.onnx", toPath: dir.appendingPathComponent("m.onnx").path)
+        do { _ = try ONNXModel.load(path: dir.appendingPathComponent("m.onnx").path); Issue.record("loaded without weights") }
+        catch let e as ONNXError { #expect(e.description.contains("external data")) }
+    }
+
+    @Test func encodeDecodeRoundTrip() throws {
+        let model = try ONNXModel.decode(try Data(contentsOf: URL(fileURLWithPath: Paths.corpus + "/flatten_gemm_softmax.onnx")))
+        let again = try ONNXModel.decode(try model.encode())
+        let x = Tensor.uniform([1, 2, 6, 6], seed: 3)
+        let a = try ONNXNetwork(model: model)(x), b = try ONNXNetwork(model: again)(x)
+        #expect(a.scalars == b.scalars)
+        #expect(again.graph.nodes.map(\.opType) == model.graph.nodes.map(\.opType))
+    }
+
     @Test func missingInitializerNamesTheNode() throws {
         var model = try ONNXModel.decode(try Data(contentsOf: URL(fileURLWithPath: Paths.corpus + "/conv_relu_pool.onnx")))
         model.graph.initializers["w"] = nil

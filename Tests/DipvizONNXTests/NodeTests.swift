@@ -168,3 +168,29 @@ struct LightModelTests {
         #expect(worst < 1e-4, "\(name): relative error \(worst)")
     }
 }
+
+@Suite("The onnx wheel's PyTorch-exported cases")
+struct PyTorchExportTests {
+    static var cases: [String] {
+        guard let base = TestData.wheelDirectory else { return [] }
+        return ["pytorch-converted", "pytorch-operator"].flatMap { kind -> [String] in
+            let dir = base + "/" + kind
+            return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).map { dir + "/" + $0 }
+        }.sorted()
+    }
+
+    /// Each case runs correctly or is refused with a typed error; none gives wrong numbers.
+    @Test(.enabled(if: !PyTorchExportTests.cases.isEmpty, "the onnx wheel's test data was not found"))
+    func noWrongAnswers() {
+        var passed = 0
+        for dir in PyTorchExportTests.cases {
+            switch runCase(dir, tolerance: 1e-3) {
+            case .passed: passed += 1
+            case .wrong(let why): Issue.record("\(dir): \(why)")
+            case .rejected: break
+            }
+        }
+        #expect(passed >= 20, "only \(passed) of \(PyTorchExportTests.cases.count) PyTorch cases ran")
+        print("PyTorch-exported cases: \(passed) of \(PyTorchExportTests.cases.count) pass, the rest are refused")
+    }
+}

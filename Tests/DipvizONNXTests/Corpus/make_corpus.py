@@ -60,3 +60,14 @@ save("qdq_conv",
       numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads")],
      [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 6, 6])])
 print("corpus written")
+
+# A model whose weights live in an external file beside it.
+ext = helper.make_model(helper.make_graph(
+    [helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[1, 1])], "external",
+    [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 6, 6])],
+    initializer=[numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(3, 2, 1, 1) / 10, "w"),
+                 numpy_helper.from_array(np.array([1, 2, 3], dtype=np.float32), "b")]),
+    producer_name="dipviz corpus", opset_imports=[helper.make_opsetid("", 13)])
+onnx.save(ext, os.path.join(HERE, "External", "external.onnx"), save_as_external_data=True,
+          all_tensors_to_one_file=True, location="external.weights", size_threshold=0)
+print("external-data model written")
