@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "DipvizPrior", targets: ["DipvizPrior"]),
         .library(name: "DipvizImage", targets: ["DipvizImage"]),
         .library(name: "DipvizONNX", targets: ["DipvizONNX"]),
+        .library(name: "DipvizVisualize", targets: ["DipvizVisualize"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -45,9 +46,11 @@ let package = Package(
                 swiftSettings: optimised),
         .target(name: "DipvizImage", dependencies: ["CPNG", "DipvizTensor"], swiftSettings: languageMode),
         .target(name: "DipvizPrior", dependencies: ["DipvizTensor"], swiftSettings: optimised),
+        .target(name: "DipvizVisualize", dependencies: ["DipvizTensor", "DipvizPrior", "DipvizONNX", "DipvizImage"],
+                swiftSettings: languageMode),
         .target(name: "DipvizBench", dependencies: ["DipvizTensor", "DipvizPrior", "DipvizONNX"], swiftSettings: languageMode),
         .executableTarget(name: "dipviz", dependencies: [
-            "DipvizTensor", "DipvizPrior", "DipvizImage", "DipvizONNX", "DipvizBench",
+            "DipvizTensor", "DipvizPrior", "DipvizImage", "DipvizONNX", "DipvizVisualize", "DipvizBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: languageMode),
 

@@ -1,0 +1,280 @@
+import DipvizTensor
+import Foundation
+
+/// DIP's ResNet generator: conv-act, residual blocks (conv-BN-act-conv-BN plus the input),
+/// conv-BN, conv, sigmoid.
+public struct ResNetConfiguration: Codable, Equatable, Sendable {
+    public var blocks = 10
+    public var channels = 16
+    public var padding = PaddingMode.reflect
+    public var leakySlope: Float = 0.2
+    public init() {}
+}
+
+/// DIP's U-Net: two conv-BN-ReLU per level, max-pool down, upsample + concat up.
+public struct UNetConfiguration: Codable, Equatable, Sendable {
+    public var channels = [16, 32, 64, 128, 256]
+    public var upsampling = UpsamplingMode.bilinear
+    public init() {}
+}
+
+/// Heckel & Hand's Deep Decoder: per layer a 1x1 conv, 2x upsampling, ReLU and channel
+/// normalisation; an under-parameterised image model.
+public struct DeepDecoderConfiguration: Codable, Equatable, Sendable {
+    public var channels = 64
+    public var layers = 5
+    public var upsampling = UpsamplingMode.bilinear
+    public init() {}
+}
+
+public enum GeneratorArchitecture: Codable, Equatable, Sendable {
+    case skip(SkipConfiguration)
+    case resnet(ResNetConfiguration)
+    case unet(UNetConfiguration)
+    case deepDecoder(DeepDecoderConfiguration)
+
+    public var name: String {
+        switch self {
+        case .skip(let c): return c.channelsSkip.allSatisfy { $0 == 0 } ? "hourglass" : "skip"
+        case .resnet: return "resnet"
+        case .unet: return "unet"
+        case .deepDecoder: return "deep-decoder"
+        }
+    }
+}
+
+/// What the generator reads: fixed noise of some depth, or a coordinate grid.
+public enum GeneratorInput: String, Codable, Sendable, CaseIterable {
+    /// Uniform noise in [0, 0.1) (the DIP code's `noise` with `var = 1/10`).
+    case uniform
+    /// Gaussian noise with standard deviation 0.1.
+    case normal
+    /// Two channels of x and y coordinates in [0, 1].
+    case meshgrid
+}
+
+/// A Deep Image Prior: the generator, its input code, and how the code is perturbed.
+public struct PriorConfiguration: Codable, Equatable, Sendable {
+    public var architecture: GeneratorArchitecture
+    public var input: GeneratorInput = .uniform
+    public var inputDepth = 32
+    /// Standard deviation of the fresh noise added to the code every iteration (0: none).
+    public var regNoiseStd: Float = 0
+    /// The generator's output size; the image is its centre crop (the paper uses 256 for 224).
+    public var netSize: Int? = nil
+
+    public init(architecture: GeneratorArchitecture, input: GeneratorInput = .uniform, inputDepth: Int = 32,
+                regNoiseStd: Float = 0, netSize: Int? = nil) {
+        self.architecture = architecture; self.input = input; self.inputDepth = inputDepth
+        self.regNoiseStd = regNoiseStd; self.netSize = netSize
+    }
+
+    /// The DIP paper's feature-inversion generator.
+    public static var inversion: PriorConfiguration {
+        var c = SkipConfiguration()
+        c.inputChannels = 32
+        c.channelsDown = [16, 32, 64, 128, 128, 128]; c.channelsUp = c.channelsDown; c.channelsSkip = [4, 4, 4, 4, 4, 4]
+        c.kernelsDown = [7, 7, 5, 5, 3, 3]; c.kernelsUp = [7, 7, 5, 5, 3, 3]
+        c.downsampling = .avg; c.upsampling = .nearest; c.padding = .zero
+        return PriorConfiguration(architecture: .skip(c), input: .uniform, inputDepth: 32, netSize: 256)
+    }
+
+    /// The DIP paper's activation-maximisation generator.
+    public static var maximization: PriorConfiguration {
+        var c = SkipConfiguration()
+        c.inputChannels = 32
+        c.channelsDown = [16, 32, 64, 128, 128, 128]; c.channelsUp = c.channelsDown; c.channelsSkip = [0, 4, 4, 4, 4, 4]
+        c.kernelsDown = [5, 3, 5, 5, 3, 5]; c.kernelsUp = [5, 3, 5, 3, 5, 3]
+        c.downsampling = .stride; c.upsampling = .bilinear; c.padding = .reflect
+        return PriorConfiguration(architecture: .skip(c), input: .uniform, inputDepth: 32, regNoiseStd: 0.03, netSize: nil)
+    }
+
+    public static var hourglass: PriorConfiguration {
+        var p = inversion
+        if case .skip(var c) = p.architecture { c.channelsSkip = [0, 0, 0, 0, 0, 0]; p.architecture = .skip(c) }
+        return p
+    }
+
+    public static var resnet: PriorConfiguration { PriorConfiguration(architecture: .resnet(ResNetConfiguration()), netSize: nil) }
+    public static var unet: PriorConfiguration { PriorConfiguration(architecture: .unet(UNetConfiguration()), netSize: nil) }
+    public static var deepDecoder: PriorConfiguration {
+        PriorConfiguration(architecture: .deepDecoder(DeepDecoderConfiguration()), inputDepth: 64, netSize: nil)
+    }
+
+    public static let presets: [String: PriorConfiguration] = [
+        "inversion": inversion, "maximization": maximization, "hourglass": hourglass,
+        "resnet": resnet, "unet": unet, "deep-decoder": deepDecoder,
+    ]
+}
+
+/// A built prior: network, fixed input code, and the per-step code with optional perturbation.
+public final class DeepImagePrior {
+    public let configuration: PriorConfiguration
+    public let network: Sequential
+    public let code: Tensor
+    /// Output size of the generator and the crop that becomes the image.
+    public let outputSize: Int
+    public let imageHeight: Int, imageWidth: Int
+    private var noise: SeededGenerator
+
+    public init(_ configuration: PriorConfiguration, height: Int, width: Int, seed: UInt64) throws {
+        self.configuration = configuration
+        imageHeight = height; imageWidth = width
+        let size = Swift.max(configuration.netSize ?? Swift.max(height, width), height, width)
+        let (network, codeShape, divisor) = try DeepImagePrior.build(configuration, seed: seed)
+        // The generator's size must divide into its levels.
+        outputSize = (size + divisor - 1) / divisor * divisor
+        self.network = network
+        var rng = SeededGenerator(seed: seed &+ 0x5EED)
+        let h = outputSize / (codeShape.reduction), w = outputSize / (codeShape.reduction)
+        switch configuration.input {
+        case .uniform: code = Tensor.uniform([1, codeShape.depth, h, w], low: 0, high: 0.1, generator: &rng)
+        case .normal: code = Tensor.normal([1, codeShape.depth, h, w], std: 0.1, generator: &rng)
+        case .meshgrid:
+            code = Tensor(zeros: [1, 2, h, w])
+            for i in 0..<h { for j in 0..<w {
+                code.data[i * w + j] = Float(j) / Float(Swift.max(w - 1, 1))
+                code.data[h * w + i * w + j] = Float(i) / Float(Swift.max(h - 1, 1))
+            } }
+        }
+        noise = SeededGenerator(seed: seed &+ 0xD1CE)
+    }
+
+    public var parameters: [Tensor] { network.parameters }
+
+    /// One forward pass: the code (perturbed when configured) through the generator, cropped
+    /// to the image. Values in 0...1.
+    public func image() -> Tensor { image(noiseGenerator: &noise) }
+
+    /// The same, drawing the perturbation from `noiseGenerator`.
+    public func image(noiseGenerator: inout SeededGenerator) -> Tensor {
+        var input = code
+        if configuration.regNoiseStd > 0 {
+            input = code + Tensor.normal(code.shape, std: configuration.regNoiseStd, generator: &noiseGenerator)
+        }
+        return crop(network(input))
+    }
+
+    /// The output without perturbation (for the reported result).
+    public func cleanImage() -> Tensor { crop(network(code)) }
+
+    func crop(_ y: Tensor) -> Tensor {
+        let h = y.shape[2], w = y.shape[3]
+        if h == imageHeight && w == imageWidth { return y }
+        return y.cropped(top: (h - imageHeight) / 2, left: (w - imageWidth) / 2, height: imageHeight, width: imageWidth)
+    }
+
+    /// Network, code depth and spatial reduction of the code, and the size divisor.
+    static func build(_ c: PriorConfiguration, seed: UInt64) throws -> (Sequential, (depth: Int, reduction: Int), Int) {
+        let depth = c.input == .meshgrid ? 2 : c.inputDepth
+        switch c.architecture {
+        case .skip(var s):
+            s.inputChannels = depth
+            return (try SkipNetwork.make(s, seed: seed), (depth, 1), 1 << s.scales)
+        case .resnet(let r):
+            return (resnet(r, depth: depth, seed: seed), (depth, 1), 1)
+        case .unet(let u):
+            return (unet(u, depth: depth, seed: seed), (depth, 1), 1 << (u.channels.count - 1))
+        case .deepDecoder(let d):
+            return (deepDecoder(d, depth: depth, seed: seed), (depth, 1 << d.layers), 1 << d.layers)
+        }
+    }
+
+    static func resnet(_ r: ResNetConfiguration, depth: Int, seed: UInt64) -> Sequential {
+        var rng = SeededGenerator(seed: seed)
+        let slope = r.leakySlope, mode = r.padding
+        func conv(_ i: Int, _ o: Int, bias: Bool = true) -> [Layer] {
+            let pad: [Layer] = mode == .zero ? [] : [Lambda("pad") { $0.padded(top: 1, bottom: 1, left: 1, right: 1, mode: mode) }]
+            return pad + [Conv2d(inChannels: i, outChannels: o, kernel: 3, options: Conv2dOptions(padding: mode == .zero ? 1 : 0),
+                                 bias: bias, generator: &rng)]
+        }
+        let act = { Lambda("leakyrelu") { $0.leakyRelu(slope: slope) } }
+        var layers: [Layer] = conv(depth, r.channels) + [act()]
+        for _ in 0..<r.blocks {
+            let body = Sequential(conv(r.channels, r.channels, bias: false) + [BatchNorm2d(channels: r.channels), act()]
+                                  + conv(r.channels, r.channels, bias: false) + [BatchNorm2d(channels: r.channels)])
+            layers.append(Residual(body))
+        }
+        layers += conv(r.channels, r.channels) + [BatchNorm2d(channels: r.channels)]
+        layers += conv(r.channels, 3) + [Lambda("sigmoid") { $0.sigmoid() }]
+        return Sequential(layers)
+    }
+
+    static func unet(_ u: UNetConfiguration, depth: Int, seed: UInt64) -> Sequential {
+        var rng = SeededGenerator(seed: seed)
+        func block(_ i: Int, _ o: Int) -> Sequential {
+            Sequential([Conv2d(inChannels: i, outChannels: o, kernel: 3, options: Conv2dOptions(padding: 1), generator: &rng),
+                        BatchNorm2d(channels: o), Lambda("relu") { $0.relu() },
+                        Conv2d(inChannels: o, outChannels: o, kernel: 3, options: Conv2dOptions(padding: 1), generator: &rng),
+                        BatchNorm2d(channels: o), Lambda("relu") { $0.relu() }])
+        }
+        let f = u.channels
+        var encoders = [block(depth, f[0])]
+        for l in 1..<f.count { encoders.append(block(f[l - 1], f[l])) }
+        var decoders: [Sequential] = []
+        for l in stride(from: f.count - 1, to: 0, by: -1) { decoders.append(block(f[l] + f[l - 1], f[l - 1])) }
+        let head = Conv2d(inChannels: f[0], outChannels: 3, kernel: 1, generator: &rng)
+        return Sequential([UNetBody(encoders: encoders, decoders: decoders, head: head, upsampling: u.upsampling)])
+    }
+
+    static func deepDecoder(_ d: DeepDecoderConfiguration, depth: Int, seed: UInt64) -> Sequential {
+        var rng = SeededGenerator(seed: seed)
+        var layers: [Layer] = []
+        var channels = depth
+        let mode = d.upsampling
+        for _ in 0..<d.layers {
+            layers += [Conv2d(inChannels: channels, outChannels: d.channels, kernel: 1, bias: false, generator: &rng),
+                       Lambda("upsample") { $0.upsampled(scale: 2, mode: mode) }, Lambda("relu") { $0.relu() },
+                       BatchNorm2d(channels: d.channels)]
+            channels = d.channels
+        }
+        layers += [Conv2d(inChannels: channels, outChannels: 3, kernel: 1, bias: false, generator: &rng), Lambda("sigmoid") { $0.sigmoid() }]
+        return Sequential(layers)
+    }
+}
+
+/// x + body(x).
+public final class Residual: Layer {
+    public let body: Layer
+    public init(_ body: Layer) { self.body = body }
+    public func callAsFunction(_ x: Tensor) -> Tensor { x + body(x) }
+    public var parameters: [Tensor] { body.parameters }
+    public var buffers: [Tensor] { body.buffers }
+    public var children: [Layer] { [body] }
+    public var isTraining: Bool { get { body.isTraining } set { body.isTraining = newValue } }
+}
+
+/// The U-Net's wiring: encoder levels with max pooling between them, decoder levels that
+/// upsample, concatenate the matching encoder output and convolve, then a 1x1 conv and sigmoid.
+final class UNetBody: Layer {
+    let encoders: [Sequential], decoders: [Sequential]
+    let head: Conv2d
+    let upsampling: UpsamplingMode
+
+    init(encoders: [Sequential], decoders: [Sequential], head: Conv2d, upsampling: UpsamplingMode) {
+        self.encoders = encoders; self.decoders = decoders; self.head = head; self.upsampling = upsampling
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        var skips: [Tensor] = []
+        var h = x
+        for (i, e) in encoders.enumerated() {
+            if i > 0 { h = h.maxPool2d(Pool2dOptions(kernel: 2)) }
+            h = e(h)
+            skips.append(h)
+        }
+        for (i, d) in decoders.enumerated() {
+            let skip = skips[skips.count - 2 - i]
+            h = d(Tensor.concat([h.upsampled(height: skip.shape[2], width: skip.shape[3], mode: upsampling), skip], axis: 1))
+        }
+        return head(h).sigmoid()
+    }
+
+    var parameters: [Tensor] { encoders.flatMap(\.parameters) + decoders.flatMap(\.parameters) + head.parameters }
+    var buffers: [Tensor] { encoders.flatMap(\.buffers) + decoders.flatMap(\.buffers) }
+    var children: [Layer] { encoders + decoders + [head] }
+    var isTraining: Bool {
+        get { encoders.first?.isTraining ?? true }
+        set { for l in encoders + decoders { l.isTraining = newValue } }
+    }
+}

@@ -1,0 +1,170 @@
+import DipvizPrior
+import DipvizTensor
+import Foundation
+
+/// The three ways to search for an image.
+public enum PriorKind: String, Codable, Sendable, CaseIterable {
+    /// Optimise the weights of an untrained generator (Deep Image Prior).
+    case dip
+    /// Optimise pixels with Mahendran & Vedaldi's alpha-norm and total-variation regularisers.
+    case tv
+    /// Optimise pixels with no regulariser (for reference).
+    case pixel
+}
+
+/// Mahendran & Vedaldi (IJCV 2016) settings, in Caffe pixel units (0..255, mean subtracted).
+public struct TVSettings: Codable, Equatable, Sendable {
+    /// Pixel range B; the alpha-norm bound is 2B.
+    public var range: Float = 80
+    public var alpha: Float = 6
+    public var beta: Float = 2
+    /// Weight C of the data term.
+    public var dataWeight: Float = 1
+    public var momentum: Float = 0.9
+    /// Step in pixel units of the RMS-normalised gradient (the adaptive step).
+    public var step: Float = 0.8
+    /// Iterations with jitter, then iterations without it at a tenth of the step.
+    public var jitterIterations = 300
+    public var settleIterations = 50
+    public init() {}
+
+    public var tvScale: Float { range / 6.5 }
+}
+
+/// The ImageNet mean in 0..255 RGB: pixel variables are stored relative to it.
+let caffeMean: [Float] = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+
+/// What the optimiser changes, and how it becomes an RGB image in 0...1.
+protocol ImageParametrization: AnyObject {
+    /// The (possibly perturbed, jittered) image the objective sees at iteration t.
+    func image(iteration t: Int) -> Tensor
+    /// The current result, without perturbation or jitter.
+    func cleanImage() -> Tensor
+    /// Regularisation added to the objective (nil for none).
+    func regularizer(iteration t: Int) -> Tensor?
+    func zeroGrad()
+    func step(iteration t: Int)
+    /// Everything needed to resume.
+    var state: [Tensor] { get }
+    var stepCount: Int { get }
+    func restore(step: Int)
+}
+
+/// Random shifts of up to `amount` pixels (reflection at the border), differentiable.
+func jittered(_ x: Tensor, amount: Int, generator: inout SeededGenerator) -> Tensor {
+    guard amount > 0 else { return x }
+    let h = x.shape[2], w = x.shape[3]
+    let a = Swift.min(amount, h - 1, w - 1)
+    guard a > 0 else { return x }
+    let dy = Int(generator.next() % UInt64(2 * a + 1)), dx = Int(generator.next() % UInt64(2 * a + 1))
+    return x.padded(top: a, bottom: a, left: a, right: a, mode: .reflect).cropped(top: dy, left: dx, height: h, width: w)
+}
+
+/// Per-iteration generators, so a resumed run draws the same noise as an uninterrupted one.
+func iterationGenerator(seed: UInt64, iteration: Int, stream: UInt64) -> SeededGenerator {
+    SeededGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(iteration) &* 0xBF58_476D_1CE4_E5B9 &+ stream)
+}
+
+final class DIPParametrization: ImageParametrization {
+    let prior: DeepImagePrior
+    let adam: Adam
+    let seed: UInt64
+    let jitter: Int
+
+    init(prior: DeepImagePrior, learningRate: Float, seed: UInt64, jitter: Int = 0) {
+        self.prior = prior
+        self.seed = seed
+        self.jitter = jitter
+        adam = Adam(parameters: prior.parameters, learningRate: learningRate)
+    }
+
+    func image(iteration t: Int) -> Tensor {
+        var noise = iterationGenerator(seed: seed, iteration: t, stream: 1)
+        var x = prior.image(noiseGenerator: &noise)
+        if jitter > 0 { var g = iterationGenerator(seed: seed, iteration: t, stream: 2); x = jittered(x, amount: jitter, generator: &g) }
+        return x
+    }
+
+    func cleanImage() -> Tensor { GradMode.withoutGrad { prior.cleanImage() } }
+    func regularizer(iteration t: Int) -> Tensor? { nil }
+    func zeroGrad() { adam.zeroGrad() }
+    func step(iteration t: Int) { adam.step() }
+    var state: [Tensor] { prior.parameters + prior.network.buffers + adam.firstMoments + adam.secondMoments }
+    var stepCount: Int { adam.stepCount }
+    func restore(step: Int) { adam.restore(step: step, first: adam.firstMoments, second: adam.secondMoments) }
+}
+
+/// Pixels in Caffe units (0..255 RGB minus the ImageNet mean), optimised with momentum and an
+/// RMS-normalised step; with the TV prior, the alpha-norm and TV^beta regularisers of
+/// Mahendran & Vedaldi and projection onto the 2B ball per pixel.
+final class PixelParametrization: ImageParametrization {
+    let u: Tensor
+    let velocity: Tensor
+    let settings: TVSettings
+    let regularized: Bool
+    let jitter: Int
+    let seed: UInt64
+    let totalIterations: Int
+    private(set) var stepCount = 0
+
+    init(height: Int, width: Int, settings: TVSettings, regularized: Bool, jitter: Int, seed: UInt64, iterations: Int) {
+        var rng = SeededGenerator(seed: seed)
+        // A small random start, as in the reference code.
+        u = Tensor.normal([1, 3, height, width], std: settings.range / 20, generator: &rng)
+        u.requiresGrad = true
+        velocity = Tensor(zeros: u.shape)
+        self.settings = settings
+        self.regularized = regularized
+        self.jitter = jitter
+        self.seed = seed
+        totalIterations = iterations
+    }
+
+    var jitterUntil: Int { Swift.max(0, totalIterations - settings.settleIterations) }
+
+    func rgb(_ v: Tensor) -> Tensor {
+        (v + Tensor(shape: [1, 3, 1, 1], scalars: caffeMean)).scaled(by: 1 / 255)
+    }
+
+    func image(iteration t: Int) -> Tensor {
+        var x = rgb(u)
+        if jitter > 0 && t < jitterUntil {
+            var g = iterationGenerator(seed: seed, iteration: t, stream: 2)
+            x = jittered(x, amount: jitter, generator: &g)
+        }
+        return x
+    }
+
+    func cleanImage() -> Tensor { GradMode.withoutGrad { rgb(u) } }
+
+    func regularizer(iteration t: Int) -> Tensor? {
+        guard regularized else { return nil }
+        let hw = Float(u.shape[2] * u.shape[3])
+        let lambdaAlpha = 1 / (hw * powf(settings.range, settings.alpha))
+        let lambdaBeta = 1 / (hw * powf(settings.tvScale, settings.beta))
+        return u.powerSum(p: settings.alpha).scaled(by: lambdaAlpha) + u.totalVariation(beta: settings.beta).scaled(by: lambdaBeta)
+    }
+
+    func zeroGrad() { u.grad = nil }
+
+    func step(iteration t: Int) {
+        guard let g = u.grad else { return }
+        stepCount += 1
+        var squares = 0.0
+        for i in 0..<g.count { squares += Double(g.data[i]) * Double(g.data[i]) }
+        let rms = Float((squares / Double(g.count)).squareRoot()) + 1e-12
+        let eta = (t < jitterUntil ? settings.step : settings.step / 10) / rms
+        let mu = settings.momentum
+        let v = velocity.data, x = u.data, gd = g.data
+        for i in 0..<u.count { v[i] = mu * v[i] - eta * gd[i]; x[i] += v[i] }
+        // Projection onto the ball of radius 2B per pixel.
+        let plane = u.shape[2] * u.shape[3], bound = 2 * settings.range
+        for p in 0..<plane {
+            let r = (x[p] * x[p] + x[plane + p] * x[plane + p] + x[2 * plane + p] * x[2 * plane + p]).squareRoot()
+            if r > bound { let s = bound / r; x[p] *= s; x[plane + p] *= s; x[2 * plane + p] *= s }
+        }
+    }
+
+    var state: [Tensor] { [u, velocity] }
+    func restore(step: Int) { stepCount = step }
+}
