@@ -56,9 +56,10 @@ let package = Package(
 
         .testTarget(name: "DipvizTensorTests", dependencies: ["DipvizTensor", "DipvizPrior"],
                     resources: [.copy("Fixtures")], swiftSettings: languageMode),
+        .testTarget(name: "DipvizVisualizeTests", dependencies: ["DipvizVisualize"], swiftSettings: languageMode),
         .testTarget(name: "DipvizONNXTests", dependencies: ["DipvizONNX"], swiftSettings: languageMode),
         .testTarget(name: "DipvizImageTests", dependencies: ["DipvizImage"], resources: [.copy("Fixtures")],
                     swiftSettings: languageMode),
-        .testTarget(name: "dipvizCLITests", dependencies: ["dipviz"], swiftSettings: languageMode),
+        .testTarget(name: "dipvizCLITests", dependencies: ["dipviz", "DipvizONNX", "DipvizImage"], swiftSettings: languageMode),
     ]
 )

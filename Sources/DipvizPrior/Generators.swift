@@ -122,8 +122,13 @@ public final class DeepImagePrior {
         imageHeight = height; imageWidth = width
         let size = Swift.max(configuration.netSize ?? Swift.max(height, width), height, width)
         let (network, codeShape, divisor) = try DeepImagePrior.build(configuration, seed: seed)
-        // The generator's size must divide into its levels.
-        outputSize = (size + divisor - 1) / divisor * divisor
+        // The generator's size must divide into its levels, and with reflection padding its
+        // smallest maps must be larger than the padding.
+        var minimum = divisor
+        if case .skip(let s) = configuration.architecture, s.padding == .reflect {
+            minimum = divisor * ((s.kernelsDown + s.kernelsUp).map { ($0 - 1) / 2 }.max()! + 1)
+        }
+        outputSize = (Swift.max(size, minimum) + divisor - 1) / divisor * divisor
         self.network = network
         var rng = SeededGenerator(seed: seed &+ 0x5EED)
         let h = outputSize / (codeShape.reduction), w = outputSize / (codeShape.reduction)

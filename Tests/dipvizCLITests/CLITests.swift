@@ -133,3 +133,81 @@ struct ModelCommandTests {
         }
     }
 }
+
+import DipvizImage
+import DipvizONNX
+import DipvizTensor
+
+@Suite("dipviz invert and maximize")
+struct VisualizeCommandTests {
+    /// A small RGB classifier and photo on disk.
+    static func fixture() throws -> (dir: URL, model: String, photo: String) {
+        let dir = try temporaryDirectory()
+        var b = ONNXGraphBuilder(seed: 3)
+        b.conv(4, kernel: 3, pad: 1); b.relu(); b.maxPool(2, stride: 2)
+        b.flatten(features: 4 * 8 * 8); b.linear(3); b.softmax()
+        let model = dir.appendingPathComponent("tiny.onnx").path
+        try b.model(name: "tiny", inputShape: [1, 3, 16, 16]).encode().write(to: URL(fileURLWithPath: model))
+        try "n00000001 red thing\nn00000002 green thing\nn00000003 blue thing\n"
+            .write(toFile: dir.appendingPathComponent("labels.txt").path, atomically: true, encoding: .utf8)
+        var px = [UInt8]()
+        for y in 0..<20 { for x in 0..<24 { px += [UInt8(x * 10), UInt8(y * 12), 90] } }
+        let photo = dir.appendingPathComponent("photo.png").path
+        try PNG.write(RGBImage(width: 24, height: 20, pixels: px), path: photo)
+        return (dir, model, photo)
+    }
+
+    static func json(_ path: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any] ?? [:]
+    }
+
+    @Test func invertWritesImageMetricsCurveAndSnapshots() throws {
+        let (dir, model, photo) = try VisualizeCommandTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("inv").path
+        let r = try runDipviz(["invert", model, photo, "--layer", "relu1", "--prior", "tv", "--iterations", "12", "--size", "16",
+                               "--snapshot-every", "5", "--out", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.isEmpty, "progress must stay quiet when piped: \(r.stderr)")
+        for f in ["image.png", "original.png", "metrics.json", "curve.json", "run.json", "snapshots/iter-000005.png", "checkpoint/index.json"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/" + f), "\(f)")
+        }
+        let m = try VisualizeCommandTests.json(out + "/metrics.json")
+        for key in ["feature_error", "psnr", "ssim", "top1_match", "iterations", "seconds", "seed", "configuration"] {
+            #expect(m[key] != nil, "metrics.json lacks \(key)")
+        }
+        #expect(m["iterations"] as? Int == 12)
+        let again = try runDipviz(["invert", model, photo, "--layer", "relu1", "--prior", "tv", "--iterations", "12", "--size", "16",
+                                   "--snapshot-every", "5", "--out", out + "2"])
+        #expect(again.status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/image.png")) == Data(contentsOf: URL(fileURLWithPath: out + "2/image.png")),
+                "same command, same output")
+        let resumed = try runDipviz(["invert", model, "--resume", out, "--iterations", "1", "--out", out])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+    }
+
+    @Test func maximizeUnitsAndClasses() throws {
+        let (dir, model, _) = try VisualizeCommandTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let units = dir.appendingPathComponent("units").path
+        let r = try runDipviz(["maximize", model, "--layer", "conv1", "--unit", "0-1", "--prior", "pixel", "--iterations", "5",
+                               "--size", "16", "--out", units])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: units + "/unit-0.png") && FileManager.default.fileExists(atPath: units + "/unit-1.png"))
+        let results = try VisualizeCommandTests.json(units + "/metrics.json")["results"] as? [[String: Any]] ?? []
+        #expect(results.count == 2)
+        let cls = dir.appendingPathComponent("class").path
+        let c = try runDipviz(["maximize", model, "--class", "green thing", "--labels", dir.appendingPathComponent("labels.txt").path,
+                               "--prior", "tv", "--iterations", "5", "--size", "16", "--out", cls])
+        #expect(c.status == 0, "\(c.stderr)")
+        let m = try VisualizeCommandTests.json(cls + "/metrics.json")
+        #expect(m["probability"] != nil && m["activation"] != nil)
+        let bad = try runDipviz(["maximize", model, "--layer", "conv1", "--unit", "7", "--prior", "pixel", "--iterations", "2",
+                                 "--size", "16", "--out", dir.appendingPathComponent("bad").path])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("unit 7 is out of range") && bad.stderr.contains("4 channels"))
+        let unknown = try runDipviz(["maximize", model, "--class", "purple thing", "--labels", dir.appendingPathComponent("labels.txt").path,
+                                     "--prior", "pixel", "--iterations", "2", "--size", "16", "--out", dir.appendingPathComponent("bad2").path])
+        #expect(unknown.status != 0 && unknown.stderr.contains("purple thing"))
+    }
+}
