@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "DipvizPrior", dependencies: ["DipvizTensor"], swiftSettings: optimised),
         .target(name: "DipvizVisualize", dependencies: ["DipvizTensor", "DipvizPrior", "DipvizONNX", "DipvizImage"],
                 swiftSettings: languageMode),
-        .target(name: "DipvizBench", dependencies: ["DipvizTensor", "DipvizPrior", "DipvizONNX"], swiftSettings: languageMode),
+        .target(name: "DipvizBench", dependencies: ["DipvizTensor", "DipvizPrior", "DipvizONNX", "DipvizVisualize"], swiftSettings: languageMode),
         .executableTarget(name: "dipviz", dependencies: [
             "DipvizTensor", "DipvizPrior", "DipvizImage", "DipvizONNX", "DipvizVisualize", "DipvizBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

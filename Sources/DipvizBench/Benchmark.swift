@@ -2,6 +2,7 @@ import Foundation
 import DipvizTensor
 import DipvizPrior
 import DipvizONNX
+import DipvizVisualize
 
 /// One benchmark line: the median of repeated timings of a case.
 public struct BenchmarkResult: Codable, Sendable {
@@ -34,6 +35,9 @@ public struct BenchmarkCase: Sendable {
     }
 }
 
+/// A case that cannot run here (a missing model); reported, not failed.
+public struct BenchmarkSkip: Error { public let reason: String }
+
 public enum Benchmarks {
     public static func run(_ c: BenchmarkCase, repeats: Int, warmup: Int = 1) throws -> BenchmarkResult {
         let (body, flops) = try c.prepare()
@@ -53,8 +57,82 @@ public enum Benchmarks {
     }
 
     public static var all: [BenchmarkCase] {
-        [sgemm1024, convForward, convBackward, dipStep256, alexnetForward224, vgg16Forward224, onnxLoadVGG16]
+        [sgemm1024, convForward, convBackward, dipStep256, alexnetForward224, vgg16Forward224, onnxLoadVGG16,
+         dipInvertAlexNet, tvInvertAlexNet, dipMaximizeSqueezeNet]
     }
+
+    /// torchvision AlexNet's structure with random weights: timing does not depend on the values.
+    static func alexnetProbe() throws -> Probe {
+        Probe(network: try ONNXNetwork(model: TorchvisionStructures.alexnet()), preprocessing: .torchvision)
+    }
+
+    /// One optimisation step of a run (the loop's body), timed alone.
+    static func step<P>(_ make: @escaping @Sendable () throws -> P, _ run: @escaping @Sendable (P, RunControl) throws -> Void) -> (() -> Void) {
+        let state = try? make()
+        return {
+            guard let state else { return }
+            var control = RunControl()
+            control.snapshotEvery = 1 << 30
+            try? run(state, control)
+        }
+    }
+
+    public static let dipInvertAlexNet = BenchmarkCase(
+        name: "dip_invert_alexnet_conv5_224", flops: 0,
+        detail: "one DIP inversion step, `inversion` preset (256 generator cropped to 224) + AlexNet to conv5 + MSE + backward + Adam; gflops not counted") {
+        try inversionStep(prior: .dip)
+    }
+
+    public static let tvInvertAlexNet = BenchmarkCase(
+        name: "tv_invert_alexnet_conv5_224", flops: 0,
+        detail: "one TV inversion step (Mahendran & Vedaldi regularisers, jitter) at 224 through AlexNet to conv5; gflops not counted") {
+        try inversionStep(prior: .tv)
+    }
+
+    static func inversionStep(prior: PriorKind) throws -> () -> Void {
+        let probe = try alexnetProbe()
+        let x0 = Tensor.uniform([1, 3, 224, 224], seed: 3)
+        let targets = try GradMode.withoutGrad { try probe.features(x0, layers: ["conv5"]) }
+        let settings = InversionSettings(layers: ["conv5"], prior: prior, iterations: 1, size: 224)
+        let p = try Inversion.makeParametrization(prior, generator: .inversion, learningRate: 1e-3, tv: settings.tv,
+                                                  iterations: 1_000_000, height: 224, width: 224, seed: 0, jitter: 4)
+        var t = 0
+        return {
+            p.zeroGrad()
+            let x = p.image(iteration: t)
+            guard let features = try? probe.features(x, layers: ["conv5"]) else { return }
+            var loss = Inversion.dataTerm(features, targets, settings: settings)
+            if let r = p.regularizer(iteration: t) { loss = loss + r }
+            loss.backward()
+            p.step(iteration: t)
+            t += 1
+        }
+    }
+
+    /// The reference SqueezeNet beside the repository (../shared/models), as the case names.
+    public static let dipMaximizeSqueezeNet = BenchmarkCase(
+        name: "dip_maximize_squeezenet_227", flops: 0,
+        detail: "one DIP class-maximisation step, `maximization` preset, SqueezeNet v1.0 at 227; gflops not counted") {
+        let path = ProcessInfo.processInfo.environment["DIPVIZ_SQUEEZENET"] ?? "../shared/models/squeezenet1.0-dc.onnx"
+        guard FileManager.default.fileExists(atPath: path) else { throw BenchmarkSkip(reason: "no SqueezeNet at \(path) (set DIPVIZ_SQUEEZENET)") }
+        let net = try ONNXNetwork(path: path)
+        let probe = Probe(network: net, preprocessing: try Preprocessing.forModel(net.model))
+        let settings = MaximizationSettings(layer: "scores", target: .classScore(index: 100, probability: false), prior: .dip,
+                                            iterations: 1, size: 227)
+        let (tensor, measure) = try Maximization.activation(probe: probe, settings: settings, height: 227, width: 227)
+        let p = try Inversion.makeParametrization(.dip, generator: .maximization, learningRate: 1e-2, tv: settings.tv,
+                                                  iterations: 1_000_000, height: 227, width: 227, seed: 0, jitter: 0)
+        var t = 0
+        return {
+            p.zeroGrad()
+            guard let f = try? probe.features(p.image(iteration: t), layers: [tensor]), let a = try? measure(f[0]) else { return }
+            (-a).backward()
+            p.step(iteration: t)
+            t += 1
+        }
+    }
+
+    /// One Deep Image Prior step at 256x256
 
     public static let sgemm1024 = BenchmarkCase(name: "sgemm_1024", flops: 2 * pow(1024, 3), detail: "1024x1024 row-major") {
         let a = Tensor.uniform([1024, 1024], seed: 1), b = Tensor.uniform([1024, 1024], seed: 2)

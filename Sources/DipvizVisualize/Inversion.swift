@@ -63,7 +63,7 @@ public enum Inversion {
 
     /// The data term: MSE per layer for DIP (as the paper's code), C / ||Phi0||^2 ||Phi - Phi0||^2
     /// for the pixel priors (Mahendran & Vedaldi).
-    static func dataTerm(_ features: [Tensor], _ targets: [Tensor], settings: InversionSettings) -> Tensor {
+    public static func dataTerm(_ features: [Tensor], _ targets: [Tensor], settings: InversionSettings) -> Tensor {
         var total: Tensor? = nil
         for (f, t) in zip(features, targets) {
             let term: Tensor
@@ -108,7 +108,7 @@ public enum Inversion {
         return InversionResult(image: record.image, metrics: metrics, curve: record.curve)
     }
 
-    static func makeParametrization(_ prior: PriorKind, generator: PriorConfiguration, learningRate: Float, tv: TVSettings,
+    public static func makeParametrization(_ prior: PriorKind, generator: PriorConfiguration, learningRate: Float, tv: TVSettings,
                                     iterations: Int, height: Int, width: Int, seed: UInt64, jitter: Int) throws -> ImageParametrization {
         switch prior {
         case .dip:

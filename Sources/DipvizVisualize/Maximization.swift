@@ -71,7 +71,7 @@ public struct MaximizationResult {
 
 public enum Maximization {
     /// The tensor a target reads, and a function from it to the scalar activation.
-    static func activation(probe: Probe, settings: MaximizationSettings, height: Int, width: Int) throws -> (String, (Tensor) throws -> Tensor) {
+    public static func activation(probe: Probe, settings: MaximizationSettings, height: Int, width: Int) throws -> (String, (Tensor) throws -> Tensor) {
         switch settings.target {
         case let .classScore(index, probability):
             guard let logits = probe.logitsTensor else { throw VisualizeError.invalid("the model has no class scores") }

@@ -35,7 +35,7 @@ public struct TVSettings: Codable, Equatable, Sendable {
 let caffeMean: [Float] = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 
 /// What the optimiser changes, and how it becomes an RGB image in 0...1.
-protocol ImageParametrization: AnyObject {
+public protocol ImageParametrization: AnyObject {
     /// The (possibly perturbed, jittered) image the objective sees at iteration t.
     func image(iteration t: Int) -> Tensor
     /// The current result, without perturbation or jitter.

@@ -30,8 +30,12 @@ struct Bench: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         for c in selected {
-            let result = try Benchmarks.run(c, repeats: repeats)
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            do {
+                let result = try Benchmarks.run(c, repeats: repeats)
+                print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            } catch let skip as BenchmarkSkip {
+                print(String(decoding: try encoder.encode(["case": c.name, "skipped": skip.reason]), as: UTF8.self))
+            }
             fflush(stdout)
         }
     }
