@@ -35,9 +35,14 @@ public struct MaximizationSettings: Codable, Equatable, Sendable {
     public var jitter: Int = 0
     public var tv = TVSettings()
 
+    /// Data-term weight C for the pixel priors: activations of a few hundred against
+    /// regularisers of order one.
+    public static let defaultDataWeight: Float = 0.003
+
     public init(layer: String, target: ActivationTarget, prior: PriorKind, iterations: Int? = nil, size: Int = 224, seed: UInt64 = 0) {
         self.layer = layer; self.target = target; self.prior = prior; self.size = size; self.seed = seed
         self.iterations = iterations ?? (prior == .dip ? 3100 : tv.jitterIterations + tv.settleIterations)
+        tv.dataWeight = MaximizationSettings.defaultDataWeight
     }
 }
 

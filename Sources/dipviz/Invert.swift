@@ -28,6 +28,7 @@ struct Invert: ParsableCommand {
 
     func run() throws {
         Interruption.install()
+        let (net, preprocessing) = try model.load()
         var settings: InversionSettings
         var photo = image ?? ""
         var resume: Checkpoint? = nil
@@ -39,12 +40,12 @@ struct Invert: ParsableCommand {
             resume = try Checkpoint.load(directory: dir)
         } else {
             settings = InversionSettings(layers: layer!.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) },
-                                         prior: runOptions.prior, iterations: runOptions.iterations, size: runOptions.size, seed: runOptions.seed)
+                                         prior: runOptions.prior, iterations: runOptions.iterations,
+                                         size: try runOptions.workingSize(net, preprocessing), seed: runOptions.seed)
             settings.generator = runOptions.generator(default: .inversion)
             if let lr = runOptions.lr { settings.learningRate = lr }
-            settings.tv.dataWeight = runOptions.dataWeight
+            settings.tv.dataWeight = runOptions.dataWeight ?? 1
         }
-        let (net, preprocessing) = try model.load()
         let probe = Probe(network: net, preprocessing: preprocessing)
         for l in settings.layers { _ = try net.resolve(l) }
         let picture = try PNG.read(path: photo).centreCropped(aspect: 1).resized(width: settings.size, height: settings.size)

@@ -74,11 +74,12 @@ struct Maximize: ParsableCommand {
             guard let saved = record.maximization else { throw ValidationError("\(dir) is not a maximisation run") }
             targets = saved
         } else {
-            targets = try makeTargets(net: net)
+            targets = try makeTargets(net: net, size: try runOptions.workingSize(net, preprocessing))
         }
         let folder = try OutputFolder(path: runOptions.resume ?? runOptions.out)
         try folder.writeJSON(RunRecordFile(command: "maximize", model: model.model, image: reference, maximization: targets), name: "run.json")
-        let x0 = try reference.map { try PNG.read(path: $0).centreCropped(aspect: 1).resized(width: runOptions.size, height: runOptions.size).tensor() }
+        let size = targets[0].size
+        let x0 = try reference.map { try PNG.read(path: $0).centreCropped(aspect: 1).resized(width: size, height: size).tensor() }
         let single = targets.count == 1
         var all: [MaximizationMetrics] = [], curves: [String: [CurvePoint]] = [:]
         for settings in targets {
@@ -116,7 +117,7 @@ struct Maximize: ParsableCommand {
         try finish(.finished, message: nil, folder: folder.path, summary: summary)
     }
 
-    func makeTargets(net: ONNXNetwork) throws -> [MaximizationSettings] {
+    func makeTargets(net: ONNXNetwork, size: Int) throws -> [MaximizationSettings] {
         var base: [ActivationTarget] = []
         var layerName = layer ?? "scores"
         if let cls = self.class {
@@ -150,13 +151,15 @@ struct Maximize: ParsableCommand {
         } ?? false
         return base.map { target in
             var s = MaximizationSettings(layer: layerName, target: target, prior: runOptions.prior, iterations: runOptions.iterations,
-                                         size: runOptions.size, seed: runOptions.seed)
+                                         size: size, seed: runOptions.seed)
             s.generator = runOptions.generator(default: .maximization)
             // The paper's rate: 1e-3 for convolutional layers, 1e-2 for fully connected ones.
             s.learningRate = runOptions.lr ?? (fullyConnected ? 1e-2 : 1e-3)
             if let targetValue { s.objective = .reach(targetValue) }
             s.jitter = jitter
-            s.tv.dataWeight = runOptions.dataWeight
+            // The regularisers are of order one on natural images; a logit of a few hundred times
+            // 0.003 is too, so neither side swamps the other.
+            s.tv.dataWeight = runOptions.dataWeight ?? MaximizationSettings.defaultDataWeight
             return s
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DipvizONNX
 import DipvizPrior
 import DipvizVisualize
 import Foundation
@@ -17,14 +18,14 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Learning rate of the generator's Adam (dip).")
     var lr: Float?
 
-    @Option(help: "Working image size in pixels (square).")
-    var size = 224
+    @Option(help: "Working image size in pixels (square; default: the model's input size, else 224).")
+    var size: Int?
 
     @Option(help: "Random seed: same seed, same result.")
     var seed: UInt64 = 0
 
-    @Option(help: "Data-term weight C of the tv and pixel priors.")
-    var dataWeight: Float = 1
+    @Option(help: "Data-term weight C of the tv and pixel priors (default: 1 for invert, 0.003 for maximize).")
+    var dataWeight: Float?
 
     @Option(help: "Write a snapshot and a checkpoint every this many iterations.")
     var snapshotEvery = 100
@@ -37,11 +38,23 @@ struct RunOptions: ParsableArguments {
 
     func validate() throws {
         if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
-        guard size >= 16 && size <= 2048 else { throw ValidationError("--size must be between 16 and 2048") }
+        if let size, size < 16 || size > 2048 { throw ValidationError("--size must be between 16 and 2048") }
         if let preset, PriorConfiguration.presets[preset] == nil {
             throw ValidationError("unknown preset \(preset); known: \(PriorConfiguration.presets.keys.sorted().joined(separator: ", "))")
         }
         guard snapshotEvery >= 1 else { throw ValidationError("--snapshot-every must be at least 1") }
+    }
+
+    /// The working size: the graph's when it fixes one (which --size must then match).
+    func workingSize(_ net: ONNXNetwork, _ preprocessing: Preprocessing) throws -> Int {
+        let fixed = net.imageInput?.shape.flatMap { $0.count == 4 ? $0[2] : nil }
+        let (h, w) = net.inputSize(preprocessing: preprocessing)
+        if fixed != nil {
+            guard h == w else { throw ValidationError("the model takes \(h)x\(w) input; only square inputs are supported") }
+            if let size, size != h { throw ValidationError("the model takes \(h)x\(w) input; --size \(size) does not fit") }
+            return h
+        }
+        return size ?? h
     }
 
     func generator(default fallback: PriorConfiguration) -> PriorConfiguration {

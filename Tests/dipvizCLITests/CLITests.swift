@@ -23,7 +23,8 @@ struct CLITests {
         let r = try runDipviz(["bench", "--list"])
         #expect(r.status == 0)
         #expect(r.stdout.split(separator: "\n") == ["sgemm_1024", "conv_fwd", "conv_bwd", "dip_step_256", "alexnet_fwd_224",
-                                                    "vgg16_fwd_224", "onnx_load_vgg16"])
+                                                    "vgg16_fwd_224", "onnx_load_vgg16", "dip_invert_alexnet_conv5_224",
+                                                    "tv_invert_alexnet_conv5_224", "dip_maximize_squeezenet_227"])
     }
 
     @Test func benchPrintsOneJSONObjectPerCase() throws {
