@@ -27,6 +27,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // C at the edge: one system-library target per C library.
@@ -48,14 +49,18 @@ let package = Package(
         .target(name: "DipvizPrior", dependencies: ["DipvizTensor"], swiftSettings: optimised),
         .target(name: "DipvizVisualize", dependencies: ["DipvizTensor", "DipvizPrior", "DipvizONNX", "DipvizImage"],
                 swiftSettings: languageMode),
+        .target(name: "DipvizGallery", dependencies: ["DipvizVisualize", "DipvizONNX", "DipvizImage",
+                                                      .product(name: "Mustache", package: "swift-mustache")],
+                resources: [.copy("Templates")], swiftSettings: languageMode),
         .target(name: "DipvizBench", dependencies: ["DipvizTensor", "DipvizPrior", "DipvizONNX", "DipvizVisualize"], swiftSettings: languageMode),
         .executableTarget(name: "dipviz", dependencies: [
-            "DipvizTensor", "DipvizPrior", "DipvizImage", "DipvizONNX", "DipvizVisualize", "DipvizBench",
+            "DipvizTensor", "DipvizPrior", "DipvizImage", "DipvizONNX", "DipvizVisualize", "DipvizGallery", "DipvizBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: languageMode),
 
         .testTarget(name: "DipvizTensorTests", dependencies: ["DipvizTensor", "DipvizPrior"],
                     resources: [.copy("Fixtures")], swiftSettings: languageMode),
+        .testTarget(name: "DipvizGalleryTests", dependencies: ["DipvizGallery"], swiftSettings: languageMode),
         .testTarget(name: "DipvizVisualizeTests", dependencies: ["DipvizVisualize"], swiftSettings: languageMode),
         .testTarget(name: "DipvizONNXTests", dependencies: ["DipvizONNX"], swiftSettings: languageMode),
         .testTarget(name: "DipvizImageTests", dependencies: ["DipvizImage"], resources: [.copy("Fixtures")],

@@ -101,6 +101,14 @@ public struct PriorConfiguration: Codable, Equatable, Sendable {
         PriorConfiguration(architecture: .deepDecoder(DeepDecoderConfiguration()), inputDepth: 64, netSize: nil)
     }
 
+    /// The paper generates 256 pixels and crops 224; smaller images use a generator of their
+    /// own size (rounded up to what its levels divide), which keeps quick runs cheap.
+    public func fitted(toImageSize size: Int) -> PriorConfiguration {
+        var c = self
+        if size < 224 { c.netSize = nil }
+        return c
+    }
+
     public static let presets: [String: PriorConfiguration] = [
         "inversion": inversion, "maximization": maximization, "hourglass": hourglass,
         "resnet": resnet, "unet": unet, "deep-decoder": deepDecoder,

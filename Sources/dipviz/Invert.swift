@@ -42,7 +42,7 @@ struct Invert: ParsableCommand {
             settings = InversionSettings(layers: layer!.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) },
                                          prior: runOptions.prior, iterations: runOptions.iterations,
                                          size: try runOptions.workingSize(net, preprocessing), seed: runOptions.seed)
-            settings.generator = runOptions.generator(default: .inversion)
+            settings.generator = runOptions.generator(default: .inversion).fitted(toImageSize: settings.size)
             if let lr = runOptions.lr { settings.learningRate = lr }
             settings.tv.dataWeight = runOptions.dataWeight ?? 1
         }

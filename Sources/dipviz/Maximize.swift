@@ -152,7 +152,7 @@ struct Maximize: ParsableCommand {
         return base.map { target in
             var s = MaximizationSettings(layer: layerName, target: target, prior: runOptions.prior, iterations: runOptions.iterations,
                                          size: size, seed: runOptions.seed)
-            s.generator = runOptions.generator(default: .maximization)
+            s.generator = runOptions.generator(default: .maximization).fitted(toImageSize: size)
             // The paper's rate: 1e-3 for convolutional layers, 1e-2 for fully connected ones.
             s.learningRate = runOptions.lr ?? (fullyConnected ? 1e-2 : 1e-3)
             if let targetValue { s.objective = .reach(targetValue) }

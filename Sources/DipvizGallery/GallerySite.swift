@@ -1,0 +1,232 @@
+import DipvizONNX
+import DipvizVisualize
+import Foundation
+import Mustache
+
+/// Writes the static site for a gallery from the results on disk: an index, a page per model,
+/// an inversion page per image, a maximisation page per model, and a page per result. Every
+/// link is relative and nothing is loaded from the network, so it works from file://.
+public struct GallerySite {
+    let builder: GalleryBuilder
+    let budget: String
+    let library: MustacheLibrary
+    let css: String
+
+    public init(builder: GalleryBuilder, budget: String) throws {
+        self.builder = builder
+        self.budget = budget
+        var library = MustacheLibrary()
+        for name in ["layout", "index", "model", "inversion", "maximization", "result"] {
+            guard let url = Bundle.module.url(forResource: name, withExtension: "mustache", subdirectory: "Templates"),
+                  let text = try? String(contentsOf: url, encoding: .utf8) else {
+                throw GalleryError.spec("the \(name) template is missing from the installation")
+            }
+            try library.register(text, named: name)
+        }
+        self.library = library
+        guard let url = Bundle.module.url(forResource: "style", withExtension: "css", subdirectory: "Templates"),
+              let css = try? String(contentsOf: url, encoding: .utf8) else { throw GalleryError.spec("style.css is missing") }
+        self.css = css
+    }
+
+    var budgetDetail: String {
+        guard let b = builder.spec.budgets[budget] else { return "" }
+        return "\(b.size)×\(b.size) px, \(b.dipIterations) DIP iterations, \(b.tvIterations) TV/pixel iterations"
+    }
+
+    static func slug(_ s: String) -> String {
+        let allowed = s.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }
+        return String(allowed).split(separator: "-").joined(separator: "-")
+    }
+
+    func page(_ template: String, title: String, root: String, crumb: [[String: String]] = [], context: [String: Any]) throws -> String {
+        guard let body = library.render(context, withTemplate: template) else { throw GalleryError.spec("template \(template) failed") }
+        let layout: [String: Any] = ["title": title, "galleryTitle": builder.spec.title, "css": css, "root": root, "crumb": crumb,
+                                     "body": body, "budget": budget, "budgetDetail": budgetDetail]
+        return library.render(layout, withTemplate: "layout")!
+    }
+
+    func write(_ html: String, _ relative: String) throws {
+        let path = (builder.output as NSString).appendingPathComponent(relative)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try html.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    func metrics(_ e: Experiment) -> [String: Any]? {
+        guard let data = FileManager.default.contents(atPath: builder.resultDirectory(e) + "/metrics.json") else { return nil }
+        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+
+    static func format(_ v: Any?, _ f: String) -> String {
+        guard let d = v as? Double else { return "–" }
+        return String(format: f, d)
+    }
+
+    /// Renders every page; returns the index path.
+    @discardableResult
+    public func render() throws -> String {
+        var modelEntries: [[String: Any]] = []
+        for model in builder.spec.models {
+            let slug = GallerySite.slug(model.name)
+            let mine = builder.experiments.filter { $0.modelName == model.name }
+            var inversions: [[String: Any]] = []
+            if let inv = model.inversion {
+                let images = GallerySite.unique(mine.compactMap(\.image))
+                for image in images {
+                    let name = ((image as NSString).lastPathComponent as NSString).deletingPathExtension
+                    let href = "inversion-\(slug)-\(GallerySite.slug(name)).html"
+                    inversions.append(["href": href, "image": name])
+                    try renderInversion(model: model, slug: slug, image: image, name: name, layers: inv.layers, priors: inv.priors,
+                                        experiments: mine, href: href)
+                }
+            }
+            var maximization: [String: Any]? = nil
+            if let mx = model.maximization {
+                let href = "maximization-\(slug).html"
+                maximization = ["href": href, "layer": mx.layer]
+                try renderMaximization(model: model, slug: slug, layer: mx.layer, priors: mx.priors, experiments: mine, href: href)
+            }
+            let summary = try? builder.summary(modelPath: mine.first?.modelPath ?? model.path, size: builder.spec.budgets[budget]?.size ?? 224)
+            let layers: [[String: Any]] = (summary ?? []).filter { !$0.aliases.isEmpty }.map { r in
+                ["alias": r.aliases.joined(separator: " "), "op": r.op, "shape": r.shape.map(String.init).joined(separator: "×"),
+                 "parameters": GallerySite.compact(r.parameters), "macs": GallerySite.compact(r.macs),
+                 "rf": r.receptiveField.map(String.init) ?? "all", "stride": r.stride]
+            }
+            let modelPage = "model-\(slug).html"
+            var context: [String: Any] = ["inversions": inversions, "layers": layers]
+            if let maximization { context["maximization"] = maximization }
+            try write(try page("model", title: model.name, root: "", context: context), modelPage)
+            var entry: [String: Any] = ["name": model.name, "modelPage": modelPage, "inversions": inversions, "layerCount": layers.count,
+                                        "parameters": GallerySite.compact((summary ?? []).reduce(0) { $0 + $1.parameters }),
+                                        "macs": GallerySite.compact((summary ?? []).reduce(0) { $0 + $1.macs })]
+            if let maximization { entry["maximization"] = maximization }
+            modelEntries.append(entry)
+        }
+        for e in builder.experiments where builder.isDone(e) { try renderResult(e) }
+        var index: [String: Any] = ["models": modelEntries, "budget": budget, "budgetDetail": budgetDetail]
+        if let d = builder.spec.description { index["description"] = d }
+        try write(try page("index", title: builder.spec.title, root: "", context: index), "index.html")
+        return (builder.output as NSString).appendingPathComponent("index.html")
+    }
+
+    func cell(_ e: Experiment?, size: Int, alt: String, fill: (Experiment, [String: Any]) -> [String: Any]) -> [String: Any] {
+        guard let e, builder.isDone(e), let m = metrics(e) else {
+            return ["done": false, "prior": e?.prior.rawValue ?? "", "size": size]
+        }
+        var c: [String: Any] = ["done": true, "prior": e.prior.rawValue, "size": size, "alt": alt,
+                                "src": "results/\(e.key)/image.png", "page": "results/\(e.key)/index.html"]
+        for (k, v) in fill(e, m) { c[k] = v }
+        return c
+    }
+
+    func renderInversion(model: GallerySpec.Model, slug: String, image: String, name: String, layers: [String], priors: [PriorKind],
+                         experiments: [Experiment], href: String) throws {
+        let display = Swift.max(160, Swift.min(224, builder.spec.budgets[budget]?.size ?? 224))
+        let rows: [[String: Any]] = layers.map { layer in
+            let found = experiments.filter { $0.kind == .invert && $0.image == image && $0.layer == layer }
+            let original = found.first.map { "results/\($0.key)/original.png" } ?? ""
+            let cells = priors.map { prior in
+                cell(found.first { $0.prior == prior }, size: display, alt: "\(prior.rawValue) pre-image of \(name) at \(layer)") { _, m in
+                    ["featureError": GallerySite.format(m["feature_error"], "%.3f"), "psnr": GallerySite.format(m["psnr"], "%.1f"),
+                     "ssim": GallerySite.format(m["ssim"], "%.3f")]
+                }
+            }
+            return ["layer": layer, "original": original, "image": name, "size": display, "cells": cells]
+        }
+        try write(try page("inversion", title: "\(model.name): pre-images of \(name)", root: "",
+                           crumb: [["href": "model-\(slug).html", "label": model.name]],
+                           context: ["rows": rows, "model": model.name]), href)
+    }
+
+    func renderMaximization(model: GallerySpec.Model, slug: String, layer: String, priors: [PriorKind], experiments: [Experiment],
+                            href: String) throws {
+        let units = GallerySite.unique(experiments.filter { $0.kind == .maximize }.compactMap(\.unit))
+        let display = 112
+        let entries: [[String: Any]] = units.map { unit in
+            let cells = priors.map { prior in
+                cell(experiments.first { $0.kind == .maximize && $0.unit == unit && $0.prior == prior }, size: display,
+                     alt: "\(prior.rawValue) image maximising \(layer) unit \(unit)") { _, m in
+                    ["activation": "activation " + GallerySite.format(m["activation"], "%.3g")]
+                }
+            }
+            return ["unit": unit, "cells": cells]
+        }
+        try write(try page("maximization", title: "\(model.name): units of \(layer)", root: "",
+                           crumb: [["href": "model-\(slug).html", "label": model.name]],
+                           context: ["units": entries, "layer": layer, "model": model.name]), href)
+    }
+
+    func renderResult(_ e: Experiment) throws {
+        let dir = builder.resultDirectory(e)
+        let m = metrics(e) ?? [:]
+        let snapshots = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/snapshots")) ?? []).filter { $0.hasSuffix(".png") }.sorted()
+            .map { f -> [String: Any] in ["src": "snapshots/\(f)", "iteration": Int(f.filter(\.isNumber)) ?? 0] }
+        var plots: [[String: Any]] = []
+        if let data = FileManager.default.contents(atPath: dir + "/curve.json"),
+           let curve = try? JSONDecoder().decode([CurvePoint].self, from: data), curve.count > 1 {
+            plots.append(GallerySite.plot("loss", curve.map { (Double($0.iteration), $0.loss) }))
+            for key in Set(curve.flatMap { $0.values.keys }).sorted() {
+                plots.append(GallerySite.plot(key.replacingOccurrences(of: "_", with: " "), curve.compactMap { p in p.values[key].map { (Double(p.iteration), $0) } }))
+            }
+        }
+        let configuration = (try? String(contentsOfFile: dir + "/experiment.json", encoding: .utf8)) ?? ""
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let summary: String
+        switch e.kind {
+        case .invert:
+            summary = "feature error \(GallerySite.format(m["feature_error"], "%.3f")) · PSNR \(GallerySite.format(m["psnr"], "%.1f")) dB · SSIM \(GallerySite.format(m["ssim"], "%.3f"))"
+        case .maximize:
+            summary = "activation \(GallerySite.format(m["activation"], "%.4g")) (start \(GallerySite.format(m["activation_start"], "%.3g")))"
+        }
+        let context: [String: Any] = [
+            "alt": e.title, "summary": summary, "display": 448, "original": e.kind == .invert, "snapshots": snapshots, "plots": plots,
+            "command": GalleryBuilder.command(e), "iterations": m["iterations"] as? Int ?? 0,
+            "seconds": GallerySite.format(m["seconds"], "%.1f"), "seed": e.seed, "configuration": configuration,
+        ]
+        let slug = GallerySite.slug(e.modelName)
+        try write(try page("result", title: e.title, root: "../../", crumb: [["href": "model-\(slug).html", "label": e.modelName]],
+                           context: context), "results/\(e.key)/index.html")
+    }
+
+    /// An inline SVG polyline of a series (log scale when it spans decades of positive values).
+    static func plot(_ name: String, _ series: [(Double, Double)]) -> [String: Any] {
+        let width = 640.0, height = 180.0, pad = 18.0
+        let finite = series.filter { $0.1.isFinite }
+        let ys = finite.map(\.1)
+        let logScale = (ys.min() ?? 0) > 0 && (ys.max() ?? 1) / Swift.max(ys.min() ?? 1, 1e-300) > 100
+        func tr(_ v: Double) -> Double { logScale ? Foundation.log10(v) : v }
+        let lo = ys.map(tr).min() ?? 0, hi = ys.map(tr).max() ?? 1
+        let x0 = finite.first?.0 ?? 0, x1 = Swift.max(finite.last?.0 ?? 1, x0 + 1)
+        let points = finite.map { p -> String in
+            let x = pad + (p.0 - x0) / (x1 - x0) * (width - 2 * pad)
+            let y = height - pad - (hi > lo ? (tr(p.1) - lo) / (hi - lo) : 0.5) * (height - 2 * pad)
+            return String(format: "%.1f,%.1f", x, y)
+        }.joined(separator: " ")
+        return ["name": name + (logScale ? " (log scale)" : ""), "points": points, "width": Int(width), "height": Int(height),
+                "top": String(format: "%.4g", ys.max() ?? 0), "bottom": String(format: "%.4g", ys.min() ?? 0),
+                "bottomLabelY": Int(height - 4), "rightLabelX": Int(width - 4), "lastIteration": Int(x1)]
+    }
+
+    /// Elements in first-seen order, without repeats.
+    static func unique<T: Hashable>(_ list: [T]) -> [T] {
+        var seen = Set<T>()
+        return list.filter { seen.insert($0).inserted }
+    }
+
+    static func compact(_ n: Int) -> String {
+        if n >= 1_000_000_000 { return String(format: "%.2fG", Double(n) / 1e9) }
+        if n >= 1_000_000 { return String(format: "%.2fM", Double(n) / 1e6) }
+        if n >= 10_000 { return String(format: "%.1fK", Double(n) / 1e3) }
+        return n == 0 ? "–" : String(n)
+    }
+}
+
+extension GalleryBuilder {
+    func summary(modelPath: String, size: Int) throws -> [LayerSummary] {
+        let (net, p) = try network(modelPath)
+        let (h, w) = net.inputSize(preprocessing: p)
+        let fixed = net.imageInput?.shape.flatMap { $0.count == 4 ? $0[2] : nil } != nil
+        return try net.summarize(height: fixed ? h : size, width: fixed ? w : size)
+    }
+}
