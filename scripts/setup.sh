@@ -2,9 +2,10 @@
 # Installs what dipviz needs on a Debian machine, skipping whatever is already there.
 set -euo pipefail
 
-APT_PACKAGES=(pkg-config libopenblas-dev libpng-dev libprotobuf-c-dev protobuf-c-compiler libonnx-testdata)
-# onnx: its wheel carries the test models; the model-preparation scripts write ONNX with it.
-PIP_PACKAGES=(onnx numpy)
+APT_PACKAGES=(pkg-config libopenblas-dev libpng-dev libprotobuf-c-dev protobuf-c-compiler libonnx-testdata chromium)
+# onnx: its wheel carries the test models and the model preparation writes ONNX with it;
+# nbformat validates exported notebooks; websocket-client drives Chromium in the browser test.
+PIP_PACKAGES=(onnx numpy nbformat websocket)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -24,7 +25,7 @@ for p in "${PIP_PACKAGES[@]}"; do
 done
 if [ ${#missing_pip[@]} -gt 0 ]; then
   echo "setup: pip installing ${missing_pip[*]}"
-  python3 -m pip install --quiet --disable-pip-version-check "${missing_pip[@]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${missing_pip[@]/websocket/websocket-client}"
 fi
 
 command -v swift >/dev/null || { echo "setup: swift (6.0 or later) is not on PATH" >&2; exit 1; }

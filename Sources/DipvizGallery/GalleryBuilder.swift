@@ -29,6 +29,37 @@ public final class GalleryBuilder {
 
     public var pending: [Experiment] { experiments.filter { !isDone($0) } }
 
+    /// The experiments of shard `index` (1-based) of `count`: a disjoint share, stable across runs.
+    public func shard(_ index: Int, of count: Int) -> [Experiment] {
+        experiments.enumerated().filter { $0.offset % count == index - 1 }.map(\.element)
+    }
+
+    /// Copies finished results from other output folders (shards) into this one.
+    public func merge(from folders: [String]) throws -> Int {
+        let fm = FileManager.default
+        var copied = 0
+        for e in experiments where !isDone(e) {
+            for folder in folders {
+                let source = (folder as NSString).appendingPathComponent("results/\(e.key)")
+                let other = try GalleryBuilder(spec: spec, experiments: experiments, output: folder)
+                guard other.isDone(e) else { continue }
+                let target = resultDirectory(e)
+                try? fm.removeItem(atPath: target)
+                try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try fm.copyItem(atPath: source, toPath: target)
+                copied += 1
+                break
+            }
+        }
+        return copied
+    }
+
+    init(spec: GallerySpec, experiments: [Experiment], output: String) throws {
+        self.spec = spec
+        self.experiments = experiments
+        self.output = output
+    }
+
     func network(_ path: String) throws -> (ONNXNetwork, Preprocessing) {
         if let n = networks[path] { return n }
         let net = try ONNXNetwork(path: path)

@@ -18,14 +18,36 @@ struct Gallery: ParsableCommand {
     @Flag(help: "Only write the pages from the results already computed.")
     var renderOnly = false
 
+    @Option(help: "Compute with this many parallel processes (each a shard), then write the site.")
+    var jobs = 1
+
+    @Option(help: "Compute only share I of N (I/N, 1-based) and write no pages; assemble with --merge.")
+    var shard: ShardSpec?
+
+    @Option(parsing: .upToNextOption, help: "Output folders of shards whose results are copied in before the site is written.")
+    var merge: [String] = []
+
+    func validate() throws {
+        guard jobs >= 1 && jobs <= 64 else { throw ValidationError("--jobs must be between 1 and 64") }
+        if shard != nil && jobs > 1 { throw ValidationError("--shard and --jobs do not combine") }
+    }
+
     func run() throws {
         Interruption.install()
         let specURL = URL(fileURLWithPath: spec)
         let definition = try GallerySpec.load(path: spec)
         let builder = try GalleryBuilder(spec: definition, budget: budget, specDirectory: specURL.deletingLastPathComponent().path, output: out)
-        let pending = renderOnly ? [] : builder.pending
-        let total = builder.experiments.count
-        print("gallery: \(total) results, \(total - builder.pending.count) reused, \(pending.count) to compute")
+        if !merge.isEmpty {
+            let copied = try builder.merge(from: merge)
+            print("gallery: merged \(copied) results from \(merge.count) folders")
+        }
+        if jobs > 1 && !renderOnly {
+            try runJobs(builder)
+        }
+        let share = shard.map { s in builder.shard(s.index, of: s.count) } ?? builder.experiments
+        let pending = renderOnly ? [] : share.filter { !builder.isDone($0) }
+        let total = share.count
+        print("gallery: \(total) results, \(total - pending.count) reused, \(pending.count) to compute")
         let started = Date()
         var interrupted = false
         for (i, e) in pending.enumerated() {
@@ -38,12 +60,44 @@ struct Gallery: ParsableCommand {
             let ending = try builder.run(e, control: control, shouldStop: { Interruption.isRequested })
             if ending == .interrupted { interrupted = true; break }
         }
+        if let shard {
+            print(String(format: "gallery: shard %d/%d computed %d results in %.0f s; assemble with --merge", shard.index, shard.count,
+                         pending.count, Date().timeIntervalSince(started)))
+            return
+        }
         let index = try GallerySite(builder: builder, budget: budget).render()
         if interrupted {
             FileHandle.standardError.write(Data("interrupted: finished results are kept; run the same command again to continue\n".utf8))
             throw ExitCode(130)
         }
         print(String(format: "gallery: computed %d results in %.0f s; open %@", pending.count, Date().timeIntervalSince(started), index))
+    }
+
+    /// Runs this command as `jobs` shard processes writing into the same folder (results are
+    /// per-experiment folders, so shards never touch the same files).
+    func runJobs(_ builder: GalleryBuilder) throws {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
+        let processes = try (1...jobs).map { i -> Process in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: me)
+            p.arguments = ["gallery", spec, "--out", out, "--budget", budget, "--shard", "\(i)/\(jobs)"]
+            try p.run()
+            return p
+        }
+        for p in processes { p.waitUntilExit() }
+        let failed = processes.filter { $0.terminationStatus != 0 }.count
+        if failed > 0 && !Interruption.isRequested {
+            throw ValidationError("\(failed) of \(jobs) gallery processes failed")
+        }
+    }
+}
+
+struct ShardSpec: ExpressibleByArgument {
+    let index: Int, count: Int
+    init?(argument: String) {
+        let parts = argument.split(separator: "/").compactMap { Int($0) }
+        guard parts.count == 2, parts[1] >= 1, parts[0] >= 1, parts[0] <= parts[1] else { return nil }
+        index = parts[0]; count = parts[1]
     }
 }
 

@@ -59,6 +59,67 @@ struct GalleryTests {
         #expect(again.pending.isEmpty)
     }
 
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Runs a command; nil when it cannot start.
+    static func run(_ args: [String]) -> (Int32, String)? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        guard (try? p.run()) != nil else { return nil }
+        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: out, as: UTF8.self))
+    }
+
+    static var browserAvailable: Bool {
+        (run(["sh", "-c", "command -v chromium || command -v chromium-browser"])?.0 == 0)
+            && run(["python3", "-c", "import websocket"])?.0 == 0
+    }
+
+    static var nbformatAvailable: Bool { run(["python3", "-c", "import nbformat"])?.0 == 0 }
+
+    static func builtSite() throws -> (URL, GalleryBuilder) {
+        let (dir, spec) = try fixture()
+        let builder = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: dir.appendingPathComponent("site").path)
+        for e in builder.pending { _ = try builder.run(e) }
+        try GallerySite(builder: builder, budget: "quick").render()
+        return (dir, builder)
+    }
+
+    /// Headless Chromium loads every page: all images decode, no console errors; a screenshot of the index is kept.
+    @Test(.enabled(if: GalleryTests.browserAvailable, "chromium or the python websocket-client package is missing"))
+    func pagesWorkInARealBrowser() throws {
+        let (dir, builder) = try GalleryTests.builtSite()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let shot = dir.appendingPathComponent("index.png").path
+        let script = GalleryTests.repo.appendingPathComponent("Tests/browser/check_site.py").path
+        let (status, output) = try #require(GalleryTests.run(["python3", script, builder.output, shot]))
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("\"failures\": []"), "\(output)")
+        let size = (try? FileManager.default.attributesOfItem(atPath: shot)[.size] as? Int) ?? 0
+        #expect(size > 1000, "no screenshot")
+    }
+
+    @Test(.enabled(if: GalleryTests.nbformatAvailable, "the python nbformat package is missing"))
+    func notebookExportValidates() throws {
+        let (dir, builder) = try GalleryTests.builtSite()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("nb/results.ipynb").path
+        let folders = builder.experiments.map { builder.resultDirectory($0) }
+        let cells = try NotebookExport.write(results: folders, title: "Tiny", introduction: "A test.", to: path)
+        #expect(cells == 2 + 2 * folders.count)
+        let check = "import nbformat, sys; nb = nbformat.read(sys.argv[1], as_version=4); nbformat.validate(nb); " +
+            "imgs = sum('image/png' in o.get('data', {}) for c in nb.cells if c.cell_type == 'code' for o in c.outputs); print(imgs)"
+        let (status, output) = try #require(GalleryTests.run(["python3", "-c", check, path]))
+        #expect(status == 0, "\(output)")
+        #expect(Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 >= folders.count)
+        #expect(throws: GalleryError.self) { try NotebookExport.write(results: [dir.path], title: "x", introduction: "", to: path) }
+    }
+
     @Test func badSpecsAreClearErrors() throws {
         let (dir, spec) = try GalleryTests.fixture()
         defer { try? FileManager.default.removeItem(at: dir) }
