@@ -14,9 +14,11 @@ prepare: setup
 build: setup
 	$(SWIFT) build -c release
 
-# The main job: for now the engine benchmark.
+# The main job: the default gallery (AlexNet: DIP and TV pre-images of two photos at conv1..pool5,
+# 16 conv5 channels maximised) on the quick budget; `make demo BUDGET=full` uses the paper's settings.
+BUDGET ?= quick
 demo: build prepare
-	$(BIN) bench
+	$(BIN) gallery gallery/default.json --out out/gallery --budget $(BUDGET)
 
 bench: build
 	$(BIN) bench

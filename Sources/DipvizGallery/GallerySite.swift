@@ -31,7 +31,8 @@ public struct GallerySite {
 
     var budgetDetail: String {
         guard let b = builder.spec.budgets[budget] else { return "" }
-        return "\(b.size)×\(b.size) px, \(b.dipIterations) DIP iterations, \(b.tvIterations) TV/pixel iterations"
+        let maximize = b.maximizeDipIterations.map { " (\($0) for maximisation)" } ?? ""
+        return "\(b.size)×\(b.size) px, \(b.dipIterations) DIP iterations\(maximize), \(b.tvIterations) TV/pixel iterations"
     }
 
     static func slug(_ s: String) -> String {

@@ -8,7 +8,11 @@ public struct GallerySpec: Codable, Sendable {
         public var size: Int
         public var dipIterations: Int
         public var tvIterations: Int
-        enum CodingKeys: String, CodingKey { case size, dipIterations = "dip_iterations", tvIterations = "tv_iterations" }
+        /// DIP iterations for maximisation (its generator is larger); default: `dipIterations`.
+        public var maximizeDipIterations: Int?
+        enum CodingKeys: String, CodingKey {
+            case size, dipIterations = "dip_iterations", tvIterations = "tv_iterations", maximizeDipIterations = "maximize_dip_iterations"
+        }
     }
 
     public struct Inversion: Codable, Sendable {
@@ -111,7 +115,8 @@ extension GallerySpec {
                 }
                 for unit in lo...hi { for prior in mx.priors {
                     out.append(Experiment(kind: .maximize, modelName: m.name, modelPath: resolve(m.path), image: nil, layer: mx.layer,
-                                          unit: unit, prior: prior, iterations: prior == .dip ? budget.dipIterations : budget.tvIterations,
+                                          unit: unit, prior: prior,
+                                          iterations: prior == .dip ? budget.maximizeDipIterations ?? budget.dipIterations : budget.tvIterations,
                                           size: budget.size, seed: seed ?? 0))
                 } }
             }

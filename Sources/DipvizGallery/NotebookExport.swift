@@ -94,6 +94,30 @@ public enum NotebookExport {
         }
     }
 
+    /// One notebook per model and kind of experiment of a gallery (finished results only);
+    /// returns the paths written.
+    public static func writeGallery(_ builder: GalleryBuilder, budget: String, to directory: String) throws -> [String] {
+        var written: [String] = []
+        let detail = builder.spec.budgets[budget].map { "\($0.size) px, \($0.dipIterations) DIP and \($0.tvIterations) TV iterations" } ?? ""
+        for model in builder.spec.models {
+            let slug = GallerySite.slug(model.name)
+            for (kind, name, intro) in [
+                (Experiment.Kind.invert, "feature-inversion",
+                 "Natural pre-images (Ulyanov, Vedaldi & Lempitsky's Deep Image Prior, against Mahendran & Vedaldi's total-variation inversion): for each layer, an image whose features match the photo's. Budget `\(budget)` (\(detail))."),
+                (.maximize, "activation-maximization",
+                 "Activation maximisation: images that maximise the mean activation of each channel, under the Deep Image Prior and under the total-variation prior. Budget `\(budget)` (\(detail))."),
+            ] {
+                let folders = builder.experiments.filter { $0.modelName == model.name && $0.kind == kind && builder.isDone($0) }
+                    .map { builder.resultDirectory($0) }
+                guard !folders.isEmpty else { continue }
+                let path = (directory as NSString).appendingPathComponent("\(slug)-\(name).ipynb")
+                try write(results: folders, title: "\(model.name): \(name.replacingOccurrences(of: "-", with: " "))", introduction: intro, to: path)
+                written.append(path)
+            }
+        }
+        return written
+    }
+
     /// Builds and writes the notebook; returns its cell count.
     @discardableResult
     public static func write(results folders: [String], title: String, introduction: String, to path: String) throws -> Int {

@@ -15,8 +15,14 @@ struct Gallery: ParsableCommand {
     @Option(help: "Iteration budget named in the spec (e.g. quick or full).")
     var budget = "quick"
 
+    @Flag(help: "The paper's settings: same as --budget full.")
+    var full = false
+
     @Flag(help: "Only write the pages from the results already computed.")
     var renderOnly = false
+
+    @Option(help: "Also export one notebook per model and experiment kind into this folder.")
+    var notebooks: String?
 
     @Option(help: "Compute with this many parallel processes (each a shard), then write the site.")
     var jobs = 1
@@ -36,6 +42,7 @@ struct Gallery: ParsableCommand {
         Interruption.install()
         let specURL = URL(fileURLWithPath: spec)
         let definition = try GallerySpec.load(path: spec)
+        let budget = full ? "full" : self.budget
         let builder = try GalleryBuilder(spec: definition, budget: budget, specDirectory: specURL.deletingLastPathComponent().path, output: out)
         if !merge.isEmpty {
             let copied = try builder.merge(from: merge)
@@ -66,6 +73,9 @@ struct Gallery: ParsableCommand {
             return
         }
         let index = try GallerySite(builder: builder, budget: budget).render()
+        if let notebooks {
+            for path in try NotebookExport.writeGallery(builder, budget: budget, to: notebooks) { print("gallery: wrote \(path)") }
+        }
         if interrupted {
             FileHandle.standardError.write(Data("interrupted: finished results are kept; run the same command again to continue\n".utf8))
             throw ExitCode(130)
@@ -80,7 +90,7 @@ struct Gallery: ParsableCommand {
         let processes = try (1...jobs).map { i -> Process in
             let p = Process()
             p.executableURL = URL(fileURLWithPath: me)
-            p.arguments = ["gallery", spec, "--out", out, "--budget", budget, "--shard", "\(i)/\(jobs)"]
+            p.arguments = ["gallery", spec, "--out", out, "--budget", full ? "full" : budget, "--shard", "\(i)/\(jobs)"]
             try p.run()
             return p
         }
