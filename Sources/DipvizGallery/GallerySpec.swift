@@ -41,6 +41,19 @@ public struct GallerySpec: Codable, Sendable {
     public var budgets: [String: Budget]
     public var models: [Model]
 
+    /// A path with "." and "x/.." steps removed, kept relative when it is (so result keys and
+    /// reproduce commands do not depend on where the repository lives).
+    public static func normalized(_ path: String) -> String {
+        var out: [String] = []
+        for part in path.split(separator: "/", omittingEmptySubsequences: true).map(String.init) {
+            if part == "." { continue }
+            if part == "..", let last = out.last, last != ".." { out.removeLast(); continue }
+            out.append(part)
+        }
+        let joined = out.joined(separator: "/")
+        return path.hasPrefix("/") ? "/" + joined : (joined.isEmpty ? "." : joined)
+    }
+
     public static func load(path: String) throws -> GallerySpec {
         guard let data = FileManager.default.contents(atPath: path) else { throw GalleryError.spec("cannot read \(path)") }
         do { return try JSONDecoder().decode(GallerySpec.self, from: data) } catch {
@@ -98,7 +111,9 @@ extension GallerySpec {
         guard let budget = budgets[name] else {
             throw GalleryError.spec("no budget named \(name); the spec has \(budgets.keys.sorted().joined(separator: ", "))")
         }
-        func resolve(_ p: String) -> String { p.hasPrefix("/") ? p : (specDirectory as NSString).appendingPathComponent(p) }
+        func resolve(_ p: String) -> String {
+            p.hasPrefix("/") ? p : GallerySpec.normalized((specDirectory as NSString).appendingPathComponent(p))
+        }
         var out: [Experiment] = []
         for m in models {
             if let inv = m.inversion {

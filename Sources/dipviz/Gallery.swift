@@ -40,10 +40,9 @@ struct Gallery: ParsableCommand {
 
     func run() throws {
         Interruption.install()
-        let specURL = URL(fileURLWithPath: spec)
         let definition = try GallerySpec.load(path: spec)
         let budget = full ? "full" : self.budget
-        let builder = try GalleryBuilder(spec: definition, budget: budget, specDirectory: specURL.deletingLastPathComponent().path, output: out)
+        let builder = try GalleryBuilder(spec: definition, budget: budget, specDirectory: (spec as NSString).deletingLastPathComponent, output: out)
         if !merge.isEmpty {
             let copied = try builder.merge(from: merge)
             print("gallery: merged \(copied) results from \(merge.count) folders")

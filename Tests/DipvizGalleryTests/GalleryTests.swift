@@ -120,6 +120,13 @@ struct GalleryTests {
         #expect(throws: GalleryError.self) { try NotebookExport.write(results: [dir.path], title: "x", introduction: "", to: path) }
     }
 
+    @Test func pathsStayRelative() {
+        #expect(GallerySpec.normalized("gallery/../models/a.onnx") == "models/a.onnx")
+        #expect(GallerySpec.normalized("./x/./y/../z") == "x/z")
+        #expect(GallerySpec.normalized("../shared/m.onnx") == "../shared/m.onnx")
+        #expect(GallerySpec.normalized("/a/b/../c") == "/a/c")
+    }
+
     @Test func badSpecsAreClearErrors() throws {
         let (dir, spec) = try GalleryTests.fixture()
         defer { try? FileManager.default.removeItem(at: dir) }
