@@ -35,14 +35,20 @@ public struct MaximizationSettings: Codable, Equatable, Sendable {
     public var jitter: Int = 0
     public var tv = TVSettings()
 
-    /// Data-term weight C for the pixel priors: activations of a few hundred against
-    /// regularisers of order one.
-    public static let defaultDataWeight: Float = 0.003
+    /// Data-term weight C for the pixel priors, so the activation term is of the order of the
+    /// regularisers (which are of order one on natural images): class logits reach a few
+    /// hundred, channel and neuron activations tens, probabilities at most one.
+    public static func defaultDataWeight(for target: ActivationTarget) -> Float {
+        switch target {
+        case .classScore(_, let probability): return probability ? 1 : 0.003
+        case .channel, .neuron: return 0.03
+        }
+    }
 
     public init(layer: String, target: ActivationTarget, prior: PriorKind, iterations: Int? = nil, size: Int = 224, seed: UInt64 = 0) {
         self.layer = layer; self.target = target; self.prior = prior; self.size = size; self.seed = seed
         self.iterations = iterations ?? (prior == .dip ? 3100 : tv.jitterIterations + tv.settleIterations)
-        tv.dataWeight = MaximizationSettings.defaultDataWeight
+        tv.dataWeight = MaximizationSettings.defaultDataWeight(for: target)
     }
 }
 

@@ -157,9 +157,7 @@ struct Maximize: ParsableCommand {
             s.learningRate = runOptions.lr ?? (fullyConnected ? 1e-2 : 1e-3)
             if let targetValue { s.objective = .reach(targetValue) }
             s.jitter = jitter
-            // The regularisers are of order one on natural images; a logit of a few hundred times
-            // 0.003 is too, so neither side swamps the other.
-            s.tv.dataWeight = runOptions.dataWeight ?? MaximizationSettings.defaultDataWeight
+            if let weight = runOptions.dataWeight { s.tv.dataWeight = weight }
             return s
         }
     }

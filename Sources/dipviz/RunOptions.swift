@@ -24,7 +24,7 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Random seed: same seed, same result.")
     var seed: UInt64 = 0
 
-    @Option(help: "Data-term weight C of the tv and pixel priors (default: 1 for invert, 0.003 for maximize).")
+    @Option(help: "Data-term weight C of the tv and pixel priors (default: 1 for invert; for maximize 0.003 for class logits, 0.03 for channels and neurons, 1 for probabilities).")
     var dataWeight: Float?
 
     @Option(help: "Write a snapshot and a checkpoint every this many iterations.")
