@@ -24,7 +24,7 @@ extension ONNXNetwork {
     /// Shapes come from running the graph once on zeros of the input size.
     public func summarize(height: Int, width: Int) throws -> [LayerSummary] {
         guard let input = imageInput else { throw ONNXError.inputMismatch("the model has no data input") }
-        let channels = (input.shape?.count == 4 ? input.shape?[1] ?? 3 : 3) ?? 3
+        let channels = input.shape.flatMap { $0.count == 4 ? $0[1] : nil } ?? 3
         var shapes: [String: [Int]] = [:]
         let outputs = layers.map(\.tensor)
         _ = try GradMode.withoutGrad {

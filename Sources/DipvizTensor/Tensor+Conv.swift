@@ -331,7 +331,7 @@ extension Tensor {
         // Col2im adds into the input gradient, so a fresh buffer starts at zero.
         if let gx = gxTarget, !geo.isPointwise { gx.prepareForScatter(count: x.count) }
         withScratch(colCount) { col in
-        withScratch(wantX && !geo.isPointwise ? colCount : 1) { dcol in
+        withScratch(gxTarget != nil && !geo.isPointwise ? colCount : 1) { dcol in
             for b in 0..<geo.n {
                 for g in 0..<geo.o.groups {
                     let xg = x.data + (b * geo.c + g * geo.cg) * geo.h * geo.w
