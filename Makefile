@@ -29,9 +29,10 @@ ONNX_WHEEL_DATA = $(shell python3 -c "import onnx, os; print(os.path.join(os.pat
 test: prepare
 	DIPVIZ_ONNX_WHEEL_DATA="$(ONNX_WHEEL_DATA)" $(SWIFT) test
 
-# Regenerates the committed reference numbers (needs numpy only).
+# Regenerates the committed reference numbers (numpy; the image metrics also need scikit-image).
 fixtures:
 	python3 Tests/DipvizTensorTests/Fixtures/make_fixtures.py
+	python3 Tests/DipvizVisualizeTests/Fixtures/make_fixtures.py
 
 clean:
 	rm -rf .build

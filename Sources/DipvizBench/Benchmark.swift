@@ -89,24 +89,21 @@ public enum Benchmarks {
         try inversionStep(prior: .tv)
     }
 
+    /// A run spec for a step benchmark: the model is in memory, so its file reference is a label.
+    static func stepSpec(_ objective: Objective, prior kind: PriorKind, size: Int, generator: PriorConfiguration, learningRate: Float) -> RunSpec {
+        var prior = PriorSpec(kind: kind)
+        if kind == .dip { prior.generator = generator.fitted(toImageSize: size); prior.learningRate = learningRate } else { prior.tv = TVSettings() }
+        return RunSpec(model: ModelSource(file: FileReference(path: "<memory>", hash: "")), objective: objective, prior: prior,
+                       size: size, iterations: 1_000_000, seed: 0, snapshotEvery: 1_000_000)
+    }
+
     static func inversionStep(prior: PriorKind) throws -> () -> Void {
         let probe = try alexnetProbe()
         let x0 = Tensor.uniform([1, 3, 224, 224], seed: 3)
-        let targets = try GradMode.withoutGrad { try probe.features(x0, layers: ["conv5"]) }
-        let settings = InversionSettings(layers: ["conv5"], prior: prior, iterations: 1, size: 224)
-        let p = try Inversion.makeParametrization(prior, generator: .inversion, learningRate: 1e-3, tv: settings.tv,
-                                                  iterations: 1_000_000, height: 224, width: 224, seed: 0, jitter: 4)
-        var t = 0
-        return {
-            p.zeroGrad()
-            let x = p.image(iteration: t)
-            guard let features = try? probe.features(x, layers: ["conv5"]) else { return }
-            var loss = Inversion.dataTerm(features, targets, settings: settings)
-            if let r = p.regularizer(iteration: t) { loss = loss + r }
-            loss.backward()
-            p.step(iteration: t)
-            t += 1
-        }
+        let spec = stepSpec(.inversion(InversionObjective(image: FileReference(path: "<memory>", hash: ""), layers: ["conv5"])),
+                            prior: prior, size: 224, generator: .inversion, learningRate: 1e-3)
+        let step = try Runner.stepper(spec, probe: probe, photo: x0)
+        return { try? step() }
     }
 
     /// The reference SqueezeNet beside the repository (../shared/models), as the case names.
@@ -117,19 +114,10 @@ public enum Benchmarks {
         guard FileManager.default.fileExists(atPath: path) else { throw BenchmarkSkip(reason: "no SqueezeNet at \(path) (set DIPVIZ_SQUEEZENET)") }
         let net = try ONNXNetwork(path: path)
         let probe = Probe(network: net, preprocessing: try Preprocessing.forModel(net.model))
-        let settings = MaximizationSettings(layer: "scores", target: .classScore(index: 100, probability: false), prior: .dip,
-                                            iterations: 1, size: 227)
-        let (tensor, measure) = try Maximization.activation(probe: probe, settings: settings, height: 227, width: 227)
-        let p = try Inversion.makeParametrization(.dip, generator: .maximization, learningRate: 1e-2, tv: settings.tv,
-                                                  iterations: 1_000_000, height: 227, width: 227, seed: 0, jitter: 0)
-        var t = 0
-        return {
-            p.zeroGrad()
-            guard let f = try? probe.features(p.image(iteration: t), layers: [tensor]), let a = try? measure(f[0]) else { return }
-            (-a).backward()
-            p.step(iteration: t)
-            t += 1
-        }
+        let spec = stepSpec(.maximization(MaximizationObjective(layer: nil, targets: [.classScore(index: 100, probability: false)])),
+                            prior: .dip, size: 227, generator: .maximization, learningRate: 1e-2)
+        let step = try Runner.stepper(spec, probe: probe, photo: nil)
+        return { try? step() }
     }
 
     /// One Deep Image Prior step at 256x256

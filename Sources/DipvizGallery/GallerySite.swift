@@ -36,8 +36,23 @@ public struct GallerySite {
     }
 
     static func slug(_ s: String) -> String {
-        let allowed = s.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }
-        return String(allowed).split(separator: "-").joined(separator: "-")
+        let allowed = s.lowercased().map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "-" }
+        let joined = String(allowed).split(separator: "-").joined(separator: "-")
+        return joined.isEmpty ? "x" : String(joined.prefix(60))
+    }
+
+    /// Page-name slugs for `names`, unique even when two names differ only in case or
+    /// punctuation: colliding ones get a short hash of the exact name.
+    static func uniqueSlugs(_ keys: [String], text: (String) -> String = { $0 }) -> [String: String] {
+        var groups: [String: [String]] = [:]
+        for k in unique(keys) { groups[slug(text(k)), default: []].append(k) }
+        var out: [String: String] = [:]
+        for (s, members) in groups {
+            for k in members {
+                out[k] = members.count == 1 ? s : s + "-" + String(ContentHash.hex(ContentHash.of(Data(k.utf8))).prefix(8))
+            }
+        }
+        return out
     }
 
     func page(_ template: String, title: String, root: String, crumb: [[String: String]] = [], context: [String: Any]) throws -> String {
@@ -53,13 +68,10 @@ public struct GallerySite {
         try html.write(toFile: path, atomically: true, encoding: .utf8)
     }
 
-    func metrics(_ e: Experiment) -> [String: Any]? {
-        guard let data = FileManager.default.contents(atPath: builder.resultDirectory(e) + "/metrics.json") else { return nil }
-        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-    }
+    func metrics(_ e: Experiment) -> ResultMetrics? { builder.metrics(e)?.results.first }
 
-    static func format(_ v: Any?, _ f: String) -> String {
-        guard let d = v as? Double else { return "–" }
+    static func format(_ v: Double?, _ f: String) -> String {
+        guard let d = v else { return "–" }
         return String(format: f, d)
     }
 
@@ -67,15 +79,20 @@ public struct GallerySite {
     @discardableResult
     public func render() throws -> String {
         var modelEntries: [[String: Any]] = []
+        let modelSlugs = GallerySite.uniqueSlugs(builder.spec.models.map(\.name))
         for model in builder.spec.models {
-            let slug = GallerySite.slug(model.name)
+            let slug = modelSlugs[model.name]!
             let mine = builder.experiments.filter { $0.modelName == model.name }
             var inversions: [[String: Any]] = []
             if let inv = model.inversion {
                 let images = GallerySite.unique(mine.compactMap(\.image))
+                // Photos of the same file name in different folders get pages (and titles) of their own.
+                func base(_ p: String) -> String { ((p as NSString).lastPathComponent as NSString).deletingPathExtension }
+                let imageSlugs = GallerySite.uniqueSlugs(images, text: base)
+                let baseCounts = Dictionary(grouping: images, by: base).mapValues(\.count)
                 for image in images {
-                    let name = ((image as NSString).lastPathComponent as NSString).deletingPathExtension
-                    let href = "inversion-\(slug)-\(GallerySite.slug(name)).html"
+                    let name = (baseCounts[base(image)] ?? 0) > 1 ? GallerySite.displayPath(image) : base(image)
+                    let href = "inversion-\(slug)-\(imageSlugs[image]!).html"
                     inversions.append(["href": href, "image": name])
                     try renderInversion(model: model, slug: slug, image: image, name: name, layers: inv.layers, priors: inv.priors,
                                         experiments: mine, href: href)
@@ -103,15 +120,15 @@ public struct GallerySite {
             if let maximization { entry["maximization"] = maximization }
             modelEntries.append(entry)
         }
-        for e in builder.experiments where builder.isDone(e) { try renderResult(e) }
+        for e in builder.experiments where builder.isDone(e) { try renderResult(e, modelSlug: modelSlugs[e.modelName] ?? GallerySite.slug(e.modelName)) }
         var index: [String: Any] = ["models": modelEntries, "budget": budget, "budgetDetail": budgetDetail]
         if let d = builder.spec.description { index["description"] = d }
         try write(try page("index", title: builder.spec.title, root: "", context: index), "index.html")
         return (builder.output as NSString).appendingPathComponent("index.html")
     }
 
-    func cell(_ e: Experiment?, size: Int, alt: String, fill: (Experiment, [String: Any]) -> [String: Any]) -> [String: Any] {
-        guard let e, builder.isDone(e), let m = metrics(e) else {
+    func cell(_ e: Experiment?, size: Int, alt: String, fill: (Experiment, ResultMetrics) -> [String: Any]) -> [String: Any] {
+        guard let e, let m = metrics(e) else {
             return ["done": false, "prior": e?.prior.rawValue ?? "", "size": size]
         }
         var c: [String: Any] = ["done": true, "prior": e.prior.rawValue, "size": size, "alt": alt,
@@ -124,12 +141,12 @@ public struct GallerySite {
                          experiments: [Experiment], href: String) throws {
         let display = Swift.max(160, Swift.min(224, builder.spec.budgets[budget]?.size ?? 224))
         let rows: [[String: Any]] = layers.map { layer in
-            let found = experiments.filter { $0.kind == .invert && $0.image == image && $0.layer == layer }
+            let found = experiments.filter { $0.isInversion && $0.image == image && $0.layer == layer }
             let original = found.first.map { "results/\($0.key)/original.png" } ?? ""
             let cells = priors.map { prior in
                 cell(found.first { $0.prior == prior }, size: display, alt: "\(prior.rawValue) pre-image of \(name) at \(layer)") { _, m in
-                    ["featureError": GallerySite.format(m["feature_error"], "%.3f"), "psnr": GallerySite.format(m["psnr"], "%.1f"),
-                     "ssim": GallerySite.format(m["ssim"], "%.3f")]
+                    ["featureError": GallerySite.format(m.featureError, "%.3f"), "psnr": GallerySite.format(m.psnr, "%.1f"),
+                     "ssim": GallerySite.format(m.ssim, "%.3f")]
                 }
             }
             return ["layer": layer, "original": original, "image": name, "size": display, "cells": cells]
@@ -141,13 +158,13 @@ public struct GallerySite {
 
     func renderMaximization(model: GallerySpec.Model, slug: String, layer: String, priors: [PriorKind], experiments: [Experiment],
                             href: String) throws {
-        let units = GallerySite.unique(experiments.filter { $0.kind == .maximize }.compactMap(\.unit))
+        let units = GallerySite.unique(experiments.filter { !$0.isInversion }.compactMap(\.unit))
         let display = 112
         let entries: [[String: Any]] = units.map { unit in
             let cells = priors.map { prior in
-                cell(experiments.first { $0.kind == .maximize && $0.unit == unit && $0.prior == prior }, size: display,
+                cell(experiments.first { !$0.isInversion && $0.unit == unit && $0.prior == prior }, size: display,
                      alt: "\(prior.rawValue) image maximising \(layer) unit \(unit)") { _, m in
-                    ["activation": "activation " + GallerySite.format(m["activation"], "%.3g")]
+                    ["activation": "activation " + GallerySite.format(m.activation, "%.3g")]
                 }
             }
             return ["unit": unit, "cells": cells]
@@ -157,35 +174,28 @@ public struct GallerySite {
                            context: ["units": entries, "layer": layer, "model": model.name]), href)
     }
 
-    func renderResult(_ e: Experiment) throws {
+    func renderResult(_ e: Experiment, modelSlug slug: String) throws {
         let dir = builder.resultDirectory(e)
-        let m = metrics(e) ?? [:]
+        guard let m = metrics(e) else { return }
         let snapshots = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/snapshots")) ?? []).filter { $0.hasSuffix(".png") }.sorted()
             .map { f -> [String: Any] in ["src": "snapshots/\(f)", "iteration": Int(f.filter(\.isNumber)) ?? 0] }
         var plots: [[String: Any]] = []
-        if let data = FileManager.default.contents(atPath: dir + "/curve.json"),
-           let curve = try? JSONDecoder().decode([CurvePoint].self, from: data), curve.count > 1 {
+        if let file = try? ResultJSON.read(CurveFile.self, path: dir + "/curve.json", what: "curve file"),
+           let curve = file.curves[m.name], curve.count > 1 {
             plots.append(GallerySite.plot("loss", curve.map { (Double($0.iteration), $0.loss) }))
             for key in Set(curve.flatMap { $0.values.keys }).sorted() {
                 plots.append(GallerySite.plot(key.replacingOccurrences(of: "_", with: " "), curve.compactMap { p in p.values[key].map { (Double(p.iteration), $0) } }))
             }
         }
-        let configuration = (try? String(contentsOfFile: dir + "/experiment.json", encoding: .utf8)) ?? ""
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let summary: String
-        switch e.kind {
-        case .invert:
-            summary = "feature error \(GallerySite.format(m["feature_error"], "%.3f")) · PSNR \(GallerySite.format(m["psnr"], "%.1f")) dB · SSIM \(GallerySite.format(m["ssim"], "%.3f"))"
-        case .maximize:
-            summary = "activation \(GallerySite.format(m["activation"], "%.4g")) (start \(GallerySite.format(m["activation_start"], "%.3g")))"
-        }
+        let configuration = String(decoding: (try? ResultJSON.encoder.encode(e.spec)) ?? Data(), as: UTF8.self)
+        let summary = e.isInversion
+            ? "feature error \(GallerySite.format(m.featureError, "%.3f")) · PSNR \(GallerySite.format(m.psnr, "%.1f")) dB · SSIM \(GallerySite.format(m.ssim, "%.3f"))"
+            : "activation \(GallerySite.format(m.activation, "%.4g")) (start \(GallerySite.format(m.activationStart, "%.3g")))"
         let context: [String: Any] = [
-            "alt": e.title, "summary": summary, "display": 448, "original": e.kind == .invert, "snapshots": snapshots, "plots": plots,
-            "command": GalleryBuilder.command(e), "iterations": m["iterations"] as? Int ?? 0,
-            "seconds": GallerySite.format(m["seconds"], "%.1f"), "seed": e.seed, "configuration": configuration,
+            "alt": e.title, "summary": summary, "display": 448, "original": e.isInversion, "snapshots": snapshots, "plots": plots,
+            "command": builder.command(e), "iterations": m.iterations,
+            "seconds": GallerySite.format(m.seconds, "%.1f"), "seed": e.spec.seed, "configuration": configuration,
         ]
-        let slug = GallerySite.slug(e.modelName)
         try write(try page("result", title: e.title, root: "../../", crumb: [["href": "model-\(slug).html", "label": e.modelName]],
                            context: context), "results/\(e.key)/index.html")
     }
@@ -209,6 +219,12 @@ public struct GallerySite {
                 "bottomLabelY": Int(height - 4), "rightLabelX": Int(width - 4), "lastIteration": Int(x1)]
     }
 
+    /// The last two components of a path ("x/cat.png" for "samples/x/cat.png").
+    static func displayPath(_ path: String) -> String {
+        let parts = path.split(separator: "/")
+        return parts.suffix(2).joined(separator: "/")
+    }
+
     /// Elements in first-seen order, without repeats.
     static func unique<T: Hashable>(_ list: [T]) -> [T] {
         var seen = Set<T>()
@@ -225,7 +241,8 @@ public struct GallerySite {
 
 extension GalleryBuilder {
     func summary(modelPath: String, size: Int) throws -> [LayerSummary] {
-        let (net, p) = try network(modelPath)
+        let net = try network(modelPath)
+        let p = try Preprocessing.forModel(net.model)
         let (h, w) = net.inputSize(preprocessing: p)
         let fixed = net.imageInput?.shape.flatMap { $0.count == 4 ? $0[2] : nil } != nil
         return try net.summarize(height: fixed ? h : size, width: fixed ? w : size)

@@ -1,3 +1,4 @@
+import DipvizONNX
 import DipvizVisualize
 import Foundation
 
@@ -41,6 +42,15 @@ public struct GallerySpec: Codable, Sendable {
     public var budgets: [String: Budget]
     public var models: [Model]
 
+    /// The keys each level of a spec may have: anything else is a mistake worth naming.
+    static let validKeys: [String: [String]] = [
+        "spec": ["title", "description", "seed", "budgets", "models"],
+        "budget": ["size", "dip_iterations", "tv_iterations", "maximize_dip_iterations"],
+        "model": ["name", "path", "inversion", "maximization"],
+        "inversion": ["images", "layers", "priors"],
+        "maximization": ["layer", "units", "priors"],
+    ]
+
     /// A path with "." and "x/.." steps removed, kept relative when it is (so result keys and
     /// reproduce commands do not depend on where the repository lives).
     public static func normalized(_ path: String) -> String {
@@ -55,9 +65,88 @@ public struct GallerySpec: Codable, Sendable {
     }
 
     public static func load(path: String) throws -> GallerySpec {
-        guard let data = FileManager.default.contents(atPath: path) else { throw GalleryError.spec("cannot read \(path)") }
-        do { return try JSONDecoder().decode(GallerySpec.self, from: data) } catch {
-            throw GalleryError.spec("\(path) is not a valid gallery spec: \(error)")
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size <= 16 << 20,
+              let data = FileManager.default.contents(atPath: path) else {
+            throw GalleryError.spec("cannot read \(path): give a JSON file of at most 16 MiB (see gallery/default.json)")
+        }
+        return try decode(data, name: path)
+    }
+
+    public static func decode(_ data: Data, name: String) throws -> GallerySpec {
+        guard let object = try? JSONSerialization.jsonObject(with: data) else { throw GalleryError.spec("\(name) is not valid JSON") }
+        try checkKeys(object, level: "spec", path: "", name: name)
+        let spec: GallerySpec
+        do { spec = try JSONDecoder().decode(GallerySpec.self, from: data) } catch {
+            throw GalleryError.spec("\(name): \(DecodingErrors.describe(error))")
+        }
+        try spec.validate(name: name)
+        return spec
+    }
+
+    static func checkKeys(_ value: Any, level: String, path: String, name: String) throws {
+        guard let object = value as? [String: Any] else { return }
+        let valid = validKeys[level] ?? []
+        for key in object.keys.sorted() where !valid.contains(key) {
+            let closest = valid.min { editDistance($0, key) < editDistance($1, key) } ?? ""
+            throw GalleryError.spec("\(name): unknown key '\(key)' in \(path.isEmpty ? "the spec" : path); did you mean '\(closest)'? Valid: \(valid.joined(separator: ", "))")
+        }
+        if let budgets = object["budgets"] as? [String: Any] {
+            for (k, v) in budgets { try checkKeys(v, level: "budget", path: "budgets.\(k)", name: name) }
+        }
+        if let models = object["models"] as? [Any] {
+            for (i, m) in models.enumerated() {
+                try checkKeys(m, level: "model", path: "models[\(i)]", name: name)
+                if let m = m as? [String: Any] {
+                    if let inv = m["inversion"] { try checkKeys(inv, level: "inversion", path: "models[\(i)].inversion", name: name) }
+                    if let mx = m["maximization"] { try checkKeys(mx, level: "maximization", path: "models[\(i)].maximization", name: name) }
+                }
+            }
+        }
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...Swift.max(a.count, 1) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let current = row[j]
+                row[j] = Swift.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return row[b.count]
+    }
+
+    /// Sizes, budgets, units and names, before anything is loaded.
+    func validate(name: String) throws {
+        func fail(_ s: String) -> GalleryError { .spec("\(name): \(s)") }
+        guard !budgets.isEmpty else { throw fail("no budgets; give at least one, e.g. \"quick\"") }
+        for (k, b) in budgets.sorted(by: { $0.key < $1.key }) {
+            guard RunSpec.sizes.contains(b.size) else {
+                throw fail("budgets.\(k).size is \(b.size); valid: \(RunSpec.sizes.lowerBound)...\(RunSpec.sizes.upperBound)")
+            }
+            for (field, v) in [("dip_iterations", b.dipIterations), ("tv_iterations", b.tvIterations),
+                               ("maximize_dip_iterations", b.maximizeDipIterations ?? 1)] where !RunSpec.iterationCounts.contains(v) {
+                throw fail("budgets.\(k).\(field) is \(v); valid: \(RunSpec.iterationCounts.lowerBound)...\(RunSpec.iterationCounts.upperBound)")
+            }
+        }
+        guard !models.isEmpty else { throw fail("no models") }
+        var names = Set<String>()
+        for (i, m) in models.enumerated() {
+            guard !m.name.isEmpty, !m.path.isEmpty else { throw fail("models[\(i)] needs a name and a path") }
+            guard names.insert(m.name).inserted else { throw fail("two models are named '\(m.name)'; names must be unique") }
+            if let inv = m.inversion {
+                guard !inv.images.isEmpty, !inv.layers.isEmpty, !inv.priors.isEmpty else {
+                    throw fail("models[\(i)].inversion needs images, layers and priors")
+                }
+            }
+            if let mx = m.maximization {
+                guard !mx.priors.isEmpty, !mx.layer.isEmpty else { throw fail("models[\(i)].maximization needs a layer and priors") }
+                do { _ = try UnitRange.parse(mx.units) } catch { throw fail("models[\(i)].maximization.units: \(error)") }
+            }
         }
     }
 }
@@ -73,41 +162,38 @@ public enum GalleryError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// One result of the gallery: an inversion or a maximisation with its full configuration.
-public struct Experiment: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable { case invert, maximize }
-    public var kind: Kind
+/// One result of the gallery: the run spec and where it belongs on the pages.
+public struct Experiment: Sendable, Equatable {
     public var modelName: String
-    public var modelPath: String
-    public var image: String?
-    public var layer: String
-    public var unit: Int?
-    public var prior: PriorKind
-    public var iterations: Int
-    public var size: Int
-    public var seed: UInt64
+    public var spec: RunSpec
 
-    /// A stable hash of the configuration: the key under which the result is cached.
-    public var key: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let data = (try? encoder.encode(self)) ?? Data()
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in data { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-        return String(format: "%016llx", h)
+    /// The cache key: the spec's hash, which includes the model's and photo's content hashes
+    /// and the result format version.
+    public var key: String { spec.key }
+
+    public var isInversion: Bool { if case .inversion = spec.objective { return true }; return false }
+    public var modelPath: String { spec.model.file.path }
+    public var image: String? { if case .inversion(let i) = spec.objective { return i.image.path }; return nil }
+    public var layer: String {
+        switch spec.objective {
+        case .inversion(let i): return i.layers.joined(separator: ",")
+        case .maximization(let m): return m.layer ?? "class scores"
+        }
     }
+    public var unit: Int? { if case .maximization(let m) = spec.objective { return m.targets.first?.unit }; return nil }
+    public var prior: PriorKind { spec.prior.kind }
+    public var iterations: Int { spec.iterations }
 
     public var title: String {
-        switch kind {
-        case .invert: return "\(layer) pre-image of \((image.map { ($0 as NSString).lastPathComponent }) ?? "") (\(prior.rawValue))"
-        case .maximize: return "\(layer) unit \(unit ?? 0) (\(prior.rawValue))"
-        }
+        isInversion ? "\(layer) pre-image of \((image.map { ($0 as NSString).lastPathComponent }) ?? "") (\(prior.rawValue))"
+            : "\(layer) unit \(unit ?? 0) (\(prior.rawValue))"
     }
 }
 
 extension GallerySpec {
-    /// Every experiment the spec asks for under a budget, in page order.
-    public func experiments(budget name: String, specDirectory: String) throws -> [Experiment] {
+    /// Every experiment the spec asks for under a budget, in page order, as resolved run specs
+    /// (`network` loads a model once per path).
+    public func experiments(budget name: String, specDirectory: String, network: (String) throws -> ONNXNetwork) throws -> [Experiment] {
         guard let budget = budgets[name] else {
             throw GalleryError.spec("no budget named \(name); the spec has \(budgets.keys.sorted().joined(separator: ", "))")
         }
@@ -116,23 +202,31 @@ extension GallerySpec {
         }
         var out: [Experiment] = []
         for m in models {
+            let path = resolve(m.path)
+            let net: ONNXNetwork
+            do { net = try network(path) } catch { throw GalleryError.spec("model \(m.name) (\(path)): \(error)") }
+            let fixedSize = net.imageInput?.shape.flatMap { $0.count == 4 ? $0[2] : nil } != nil
+            func make(_ task: RunRequest.Task, prior: PriorKind, iterations: Int) throws -> Experiment {
+                var r = RunRequest(model: path, task: task, prior: prior)
+                r.size = fixedSize ? nil : budget.size
+                r.iterations = iterations
+                r.seed = seed ?? 0
+                r.snapshotEvery = Swift.max(20, iterations / 8)
+                do { return Experiment(modelName: m.name, spec: try RunSpec.resolve(r, network: net)) } catch {
+                    throw GalleryError.spec("model \(m.name): \(error)")
+                }
+            }
             if let inv = m.inversion {
                 for img in inv.images { for layer in inv.layers { for prior in inv.priors {
-                    out.append(Experiment(kind: .invert, modelName: m.name, modelPath: resolve(m.path), image: resolve(img), layer: layer,
-                                          unit: nil, prior: prior, iterations: prior == .dip ? budget.dipIterations : budget.tvIterations,
-                                          size: budget.size, seed: seed ?? 0))
+                    out.append(try make(.inversion(image: resolve(img), layers: [layer]), prior: prior,
+                                        iterations: prior == .dip ? budget.dipIterations : budget.tvIterations))
                 } } }
             }
             if let mx = m.maximization {
-                let bounds = mx.units.split(separator: "-").compactMap { Int($0) }
-                guard let lo = bounds.first, let hi = bounds.last, lo <= hi, lo >= 0 else {
-                    throw GalleryError.spec("units \(mx.units) of \(m.name) must be I or I-J")
-                }
-                for unit in lo...hi { for prior in mx.priors {
-                    out.append(Experiment(kind: .maximize, modelName: m.name, modelPath: resolve(m.path), image: nil, layer: mx.layer,
-                                          unit: unit, prior: prior,
-                                          iterations: prior == .dip ? budget.maximizeDipIterations ?? budget.dipIterations : budget.tvIterations,
-                                          size: budget.size, seed: seed ?? 0))
+                for unit in try UnitRange.parse(mx.units) { for prior in mx.priors {
+                    out.append(try make(.maximization(layer: mx.layer, targets: [.channel(unit: unit, window: 1)], goal: .maximize, jitter: 0,
+                                                      reference: nil), prior: prior,
+                                        iterations: prior == .dip ? budget.maximizeDipIterations ?? budget.dipIterations : budget.tvIterations))
                 } }
             }
         }

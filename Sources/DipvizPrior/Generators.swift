@@ -33,6 +33,32 @@ public enum GeneratorArchitecture: Codable, Equatable, Sendable {
     case unet(UNetConfiguration)
     case deepDecoder(DeepDecoderConfiguration)
 
+    enum CodingKeys: String, CodingKey { case kind }
+
+    /// JSON as `{"kind": "skip", ...the configuration's fields}`: no synthesised `_0` keys.
+    public init(from decoder: Decoder) throws {
+        let kind = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .kind)
+        switch kind {
+        case "skip": self = .skip(try SkipConfiguration(from: decoder))
+        case "resnet": self = .resnet(try ResNetConfiguration(from: decoder))
+        case "unet": self = .unet(try UNetConfiguration(from: decoder))
+        case "deep-decoder": self = .deepDecoder(try DeepDecoderConfiguration(from: decoder))
+        default:
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.kind],
+                                                    debugDescription: "unknown generator \(kind); known: skip, resnet, unet, deep-decoder"))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .skip(let s): try c.encode("skip", forKey: .kind); try s.encode(to: encoder)
+        case .resnet(let r): try c.encode("resnet", forKey: .kind); try r.encode(to: encoder)
+        case .unet(let u): try c.encode("unet", forKey: .kind); try u.encode(to: encoder)
+        case .deepDecoder(let d): try c.encode("deep-decoder", forKey: .kind); try d.encode(to: encoder)
+        }
+    }
+
     public var name: String {
         switch self {
         case .skip(let c): return c.channelsSkip.allSatisfy { $0 == 0 } ? "hourglass" : "skip"
@@ -99,6 +125,56 @@ public struct PriorConfiguration: Codable, Equatable, Sendable {
     public static var unet: PriorConfiguration { PriorConfiguration(architecture: .unet(UNetConfiguration()), netSize: nil) }
     public static var deepDecoder: PriorConfiguration {
         PriorConfiguration(architecture: .deepDecoder(DeepDecoderConfiguration()), inputDepth: 64, netSize: nil)
+    }
+
+    /// Checks every size a run spec may carry, so a hostile or mistyped spec gives an error
+    /// instead of an enormous or impossible network.
+    public func validate() throws {
+        func within(_ v: Int, _ range: ClosedRange<Int>, _ what: String) throws {
+            guard range.contains(v) else {
+                throw GeneratorError.inconsistent("\(what) is \(v); valid: \(range.lowerBound)...\(range.upperBound)")
+            }
+        }
+        try within(inputDepth, 1...1024, "input depth")
+        if let netSize { try within(netSize, 8...16384, "generator size") }
+        guard regNoiseStd.isFinite, regNoiseStd >= 0 else { throw GeneratorError.inconsistent("input noise must be finite and not negative") }
+        switch architecture {
+        case .skip(let s):
+            try s.validate()
+            try within(s.scales, 1...10, "number of scales")
+            for c in s.channelsDown + s.channelsUp { try within(c, 1...2048, "channel count") }
+            for c in s.channelsSkip { try within(c, 0...2048, "skip channel count") }
+            for k in s.kernelsDown + s.kernelsUp + [s.kernelSkip] { try within(k, 1...15, "kernel size") }
+            guard s.leakySlope.isFinite else { throw GeneratorError.inconsistent("leaky slope must be finite") }
+        case .resnet(let r):
+            try within(r.blocks, 0...64, "residual blocks"); try within(r.channels, 1...1024, "channel count")
+            guard r.leakySlope.isFinite else { throw GeneratorError.inconsistent("leaky slope must be finite") }
+        case .unet(let u):
+            try within(u.channels.count, 2...8, "U-Net levels")
+            for c in u.channels { try within(c, 1...2048, "channel count") }
+        case .deepDecoder(let d):
+            try within(d.layers, 1...10, "deep decoder layers"); try within(d.channels, 1...2048, "channel count")
+        }
+    }
+
+    /// Bytes of activations one training step keeps for an image of `size` pixels (a rough
+    /// upper estimate: each level's maps with their gradients and normalisation copies).
+    public func estimatedStepBytes(size: Int) -> Double {
+        let side = Double(Swift.max(netSize ?? size, size))
+        var perPixelChannels = Double(inputDepth) * 2
+        switch architecture {
+        case .skip(let s):
+            for i in 0..<s.scales {
+                let scale = 1 / Double(1 << (2 * i))
+                perPixelChannels += Double(s.channelsDown[i] * 2 + s.channelsUp[i] * 2 + s.channelsSkip[i] + s.channelsUp[i]) * scale
+            }
+        case .resnet(let r): perPixelChannels += Double(r.channels * (4 * r.blocks + 4))
+        case .unet(let u):
+            for (i, c) in u.channels.enumerated() { perPixelChannels += Double(c * 6) / Double(1 << (2 * i)) }
+        case .deepDecoder(let d): perPixelChannels += Double(d.channels * 4)
+        }
+        // Forward values, gradients and scratch of the fused kernels: about six copies.
+        return perPixelChannels * side * side * 4 * 6
     }
 
     /// The paper generates 256 pixels and crops 224; smaller images use a generator of their

@@ -11,7 +11,10 @@ public enum ImageMetrics {
         return mse == 0 ? 100 : 10 * Foundation.log10(1 / mse)
     }
 
-    /// Mean SSIM (Wang et al. 2004): 11x11 Gaussian window with sigma 1.5, per channel, averaged.
+    /// Mean SSIM (Wang et al. 2004) as scikit-image computes it (`gaussian_weights=True`,
+    /// `sigma=1.5`, `use_sample_covariance=False`): an 11x11 Gaussian window, the mean over the
+    /// pixels whose window lies inside the image (all pixels for images under 11 px), per
+    /// channel, averaged.
     public static func ssim(_ a: Tensor, _ b: Tensor) -> Double {
         precondition(a.shape == b.shape && a.rank == 4, "SSIM of \(a.shape) and \(b.shape)")
         let c = a.shape[1], h = a.shape[2], w = a.shape[3]
@@ -42,11 +45,13 @@ public enum ImageMetrics {
             let mx = blur(x), my = blur(y)
             let sxx = blur(x.map { $0 * $0 }), syy = blur(y.map { $0 * $0 }), sxy = blur(zip(x, y).map { $0 * $1 })
             var s = 0.0
-            for i in 0..<(h * w) {
+            let py = h > 2 * radius ? radius : 0, px = w > 2 * radius ? radius : 0
+            for y in py..<(h - py) { for x in px..<(w - px) {
+                let i = y * w + x
                 let vx = sxx[i] - mx[i] * mx[i], vy = syy[i] - my[i] * my[i], cov = sxy[i] - mx[i] * my[i]
                 s += ((2 * mx[i] * my[i] + c1) * (2 * cov + c2)) / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (vx + vy + c2))
-            }
-            total += s / Double(h * w)
+            } }
+            total += s / Double((h - 2 * py) * (w - 2 * px))
         }
         return total / Double(c)
     }

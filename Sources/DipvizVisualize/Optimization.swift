@@ -2,22 +2,6 @@ import DipvizImage
 import DipvizTensor
 import Foundation
 
-/// One point of the loss curve.
-public struct CurvePoint: Codable, Equatable, Sendable {
-    public var iteration: Int
-    public var loss: Double
-    /// Objective-specific values (feature error, activation, ...).
-    public var values: [String: Double]
-}
-
-/// How a run ended.
-public enum RunEnding: String, Codable, Sendable {
-    case finished
-    case interrupted
-    /// The loss became NaN or infinite; the last good image is kept.
-    case diverged
-}
-
 /// Hooks and cadence of the optimisation loop.
 public struct RunControl {
     public var curveEvery = 10
@@ -25,34 +9,46 @@ public struct RunControl {
     /// Called with (iteration, iterations, loss) after every step (progress display).
     public var progress: ((Int, Int, Double) -> Void)?
     /// Called at every snapshot with the iteration and the clean image (saving files).
-    public var snapshot: ((Int, Tensor) -> Void)?
+    public var snapshot: ((Int, Tensor) throws -> Void)?
     /// Polled between steps; true stops the run as interrupted.
     public var shouldStop: () -> Bool = { false }
-    /// Where to keep a checkpoint (at every snapshot and when the run stops), for `resume`.
-    public var checkpointDirectory: String?
+    /// Where to keep a checkpoint (at every snapshot and when the run stops), for a resume.
+    public var checkpoint: String?
+    /// `RunSpec.key`, written into checkpoints.
+    public var specKey = ""
     public init() {}
 }
 
-public struct RunRecord {
-    public var image: Tensor
-    public var curve: [CurvePoint]
-    public var iterations: Int
-    public var seconds: Double
-    public var ending: RunEnding
-    public var message: String?
+struct RunRecordOfLoop {
+    var image: Tensor
+    var curve: [CurvePoint]
+    var iterations: Int
+    var seconds: Double
+    var ending: RunEnding
+    var message: String?
 }
 
+
 /// The loop shared by inversion and maximisation: gradient step on the image's
-/// parametrisation, curve, snapshots, interruption and divergence.
+/// parametrisation, curve, snapshots and checkpoints, interruption and divergence. A loss or
+/// a state that stops being finite ends the run as `diverged`, keeping the last finite image
+/// and the last finite checkpoint.
 func optimize(_ p: ImageParametrization, iterations: Int, startIteration: Int = 0, curve initialCurve: [CurvePoint] = [],
-              secondsBefore: Double = 0, startError: Double? = nil, control: RunControl,
-              objective: (Tensor) throws -> (loss: Tensor, values: [String: Double])) throws -> RunRecord {
+              secondsBefore: Double = 0, startValue: Double? = nil, control: RunControl,
+              objective: (Tensor) throws -> (loss: Tensor, values: [String: Double])) throws -> RunRecordOfLoop {
     var curve = initialCurve
     let started = Date()
     var lastGood = p.cleanImage()
     var ending = RunEnding.finished
     var message: String? = nil
     var t = startIteration
+    func elapsed() -> Double { secondsBefore + Date().timeIntervalSince(started) }
+    func stateIsFinite() -> Bool { p.state.allSatisfy { s in (0..<s.count).allSatisfy { s.data[$0].isFinite } } }
+    func saveCheckpoint() throws {
+        guard let path = control.checkpoint else { return }
+        try Checkpoint.save(path: path, specKey: control.specKey, state: p.state, iteration: t, curve: curve, seconds: elapsed(),
+                            startValue: startValue)
+    }
     while t < iterations {
         if control.shouldStop() { ending = .interrupted; break }
         p.zeroGrad()
@@ -62,7 +58,7 @@ func optimize(_ p: ImageParametrization, iterations: Int, startIteration: Int = 
         let value = Double(loss.item)
         guard value.isFinite else {
             ending = .diverged
-            message = "the loss became \(value) at iteration \(t); kept the image of iteration \(Swift.max(t - 1, 0))"
+            message = "the loss became \(value) at iteration \(t + 1); kept the last finite image and checkpoint"
             break
         }
         loss.backward()
@@ -73,21 +69,19 @@ func optimize(_ p: ImageParametrization, iterations: Int, startIteration: Int = 
         }
         if t % control.snapshotEvery == 0 || t == iterations {
             let img = p.cleanImage()
-            if img.scalars.allSatisfy({ $0.isFinite }) { lastGood = img }
-            control.snapshot?(t, lastGood)
-            if let dir = control.checkpointDirectory {
-                try Checkpoint.save(directory: dir, state: p.state, iteration: t, curve: curve,
-                                    seconds: secondsBefore + Date().timeIntervalSince(started), startError: startError)
+            guard img.scalars.allSatisfy({ $0.isFinite }), stateIsFinite() else {
+                ending = .diverged
+                message = "the parameters stopped being finite by iteration \(t); kept the last finite image and checkpoint"
+                break
             }
+            lastGood = img
+            try control.snapshot?(t, img)
+            if t < iterations { try saveCheckpoint() }
         }
         control.progress?(t, iterations, value)
     }
-    if ending == .interrupted, let dir = control.checkpointDirectory {
-        try Checkpoint.save(directory: dir, state: p.state, iteration: t, curve: curve,
-                            seconds: secondsBefore + Date().timeIntervalSince(started), startError: startError)
-    }
+    if ending == .interrupted, stateIsFinite() { try saveCheckpoint() }
     let current = p.cleanImage()
     let result = ending != .diverged && current.scalars.allSatisfy({ $0.isFinite }) ? current : lastGood
-    return RunRecord(image: result, curve: curve, iterations: t, seconds: Date().timeIntervalSince(started),
-                     ending: ending, message: message)
+    return RunRecordOfLoop(image: result, curve: curve, iterations: t, seconds: elapsed(), ending: ending, message: message)
 }

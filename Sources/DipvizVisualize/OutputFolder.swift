@@ -2,41 +2,64 @@ import DipvizImage
 import DipvizTensor
 import Foundation
 
-/// A result folder: the image, metrics.json, curve.json, snapshots/ and checkpoint/.
-public struct OutputFolder {
+/// A result folder (see ResultFormat.swift for its files). Opening one takes an exclusive
+/// lock on it, so two processes never write the same run.
+public final class ResultFolder {
     public let path: String
+    private var lockDescriptor: Int32 = -1
 
     public init(path: String) throws {
+        guard !path.isEmpty else { throw RunSpecError.invalid(field: "out", message: "the output folder must not be empty") }
         self.path = path
+        var st = stat()
+        if lstat(path, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR {
+            throw RunSpecError.file(path: path, reason: "is not a folder; give --out a folder (new or a previous run's)")
+        }
         do {
             try FileManager.default.createDirectory(atPath: path + "/snapshots", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: path + "/checkpoints", withIntermediateDirectories: true)
         } catch {
-            throw VisualizeError.invalid("cannot create \(path): \(error.localizedDescription)")
+            throw RunSpecError.file(path: path, reason: "cannot create the folder: \(FileErrors.reason(error))")
         }
+        lockDescriptor = try FolderLock.acquire(path + "/.lock", what: "run folder \(path)")
     }
 
+    deinit { if lockDescriptor >= 0 { close(lockDescriptor) } }
+
     public func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+    public func checkpoint(_ name: String) -> String { file("checkpoints/\(name).ckpt") }
+    public func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: file(name)) }
 
     public func writeImage(_ t: Tensor, name: String) throws {
-        try PNG.write(RGBImage(tensor: t), path: file(name))
+        try AtomicFile.write(try PNG.encode(RGBImage(tensor: t)), to: file(name))
+    }
+
+    public func writePNG(_ image: RGBImage, name: String) throws {
+        try AtomicFile.write(try PNG.encode(image), to: file(name))
     }
 
     public func writeJSON<T: Encodable>(_ value: T, name: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        try encoder.encode(value).write(to: URL(fileURLWithPath: file(name)), options: .atomic)
+        try AtomicFile.write(try ResultJSON.encoder.encode(value), to: file(name))
     }
 
-    /// A control that writes snapshots (prefixed for several results in one folder) and a checkpoint.
-    public func control(snapshotEvery: Int, prefix: String = "", checkpoint: Bool = true) -> RunControl {
-        var c = RunControl()
-        c.snapshotEvery = Swift.max(1, snapshotEvery)
-        c.checkpointDirectory = checkpoint ? (prefix.isEmpty ? path : file(prefix)) : nil
-        let folder = self
-        c.snapshot = { t, image in
-            try? folder.writeImage(image, name: String(format: "snapshots/%@iter-%06d.png", prefix.isEmpty ? "" : prefix + "-", t))
+    public func read<T: Decodable>(_ type: T.Type, name: String, what: String) throws -> T {
+        try ResultJSON.read(type, path: file(name), what: what)
+    }
+}
+
+/// An advisory lock (flock) held while the process lives; a second holder gets a clear error.
+public enum FolderLock {
+    public static func acquire(_ path: String, what: String) throws -> Int32 {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RunSpecError.file(path: path, reason: "cannot create the lock file (\(String(cString: strerror(errno))))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(fd)
+            throw RunSpecError.mismatch("another dipviz process\(holder.isEmpty ? "" : " (pid \(holder))") is writing \(what); wait for it to finish or use another folder")
         }
-        return c
+        ftruncate(fd, 0)
+        let pid = "\(getpid())\n"
+        _ = pid.withCString { Glibc.write(fd, $0, strlen($0)) }
+        return fd
     }
 }

@@ -12,8 +12,69 @@ public enum PriorKind: String, Codable, Sendable, CaseIterable {
     case pixel
 }
 
+/// What differs between priors, in one place: how the image is parametrised, how strongly
+/// the data term counts, and the defaults. Runs never test `prior == .dip`; they ask this.
+protocol PriorBehaviour: Sendable {
+    func defaultIterations(_ spec: PriorSpec) -> Int
+    /// The optimised image (its state is what checkpoints hold).
+    func parametrization(_ spec: PriorSpec, height: Int, width: Int, seed: UInt64, jitter: Int, iterations: Int) throws -> ImageParametrization
+    /// The data term of an inversion for one layer, given the feature and its target.
+    func inversionDataTerm(_ feature: Tensor, _ target: Tensor, _ spec: PriorSpec) -> Tensor
+    /// Scale of a maximisation's activation term against the prior's regulariser.
+    func activationWeight(_ spec: PriorSpec) -> Float
+    /// Jitter of an inversion at a layer of `stride` input pixels.
+    func inversionJitter(stride: Int) -> Int
+}
+
+extension PriorKind {
+    var behaviour: any PriorBehaviour {
+        switch self {
+        case .dip: return DIPBehaviour()
+        case .tv: return PixelBehaviour(regularized: true)
+        case .pixel: return PixelBehaviour(regularized: false)
+        }
+    }
+}
+
+/// The generator is the only regulariser: MSE per layer as in the paper's code, no jitter.
+struct DIPBehaviour: PriorBehaviour {
+    func defaultIterations(_ spec: PriorSpec) -> Int { 3100 }
+    func parametrization(_ spec: PriorSpec, height: Int, width: Int, seed: UInt64, jitter: Int, iterations: Int) throws -> ImageParametrization {
+        let dip = try DeepImagePrior(spec.generator ?? .inversion, height: height, width: width, seed: seed)
+        return DIPParametrization(prior: dip, learningRate: spec.learningRate ?? 1e-3, seed: seed, jitter: jitter)
+    }
+    func inversionDataTerm(_ feature: Tensor, _ target: Tensor, _ spec: PriorSpec) -> Tensor { feature.mseLoss(target) }
+    func activationWeight(_ spec: PriorSpec) -> Float { 1 }
+    func inversionJitter(stride: Int) -> Int { 0 }
+}
+
+/// Pixels with Mahendran & Vedaldi's data term C / ||Phi0||^2 ||Phi - Phi0||^2, with (tv) or
+/// without (pixel) their regularisers, jittered by a quarter of the layer's stride (tv).
+struct PixelBehaviour: PriorBehaviour {
+    let regularized: Bool
+    func defaultIterations(_ spec: PriorSpec) -> Int {
+        let tv = spec.tv ?? TVSettings()
+        return tv.jitterIterations + tv.settleIterations
+    }
+    func parametrization(_ spec: PriorSpec, height: Int, width: Int, seed: UInt64, jitter: Int, iterations: Int) throws -> ImageParametrization {
+        PixelParametrization(height: height, width: width, settings: spec.tv ?? TVSettings(), regularized: regularized,
+                             jitter: jitter, seed: seed, iterations: iterations)
+    }
+    func inversionDataTerm(_ feature: Tensor, _ target: Tensor, _ spec: PriorSpec) -> Tensor {
+        let norm = Swift.max(target.scalars.reduce(Float(0)) { $0 + $1 * $1 }, 1e-12)
+        return feature.mseLoss(target).scaled(by: Float(target.count) * (spec.tv ?? TVSettings()).dataWeight / norm)
+    }
+    func activationWeight(_ spec: PriorSpec) -> Float { (spec.tv ?? TVSettings()).dataWeight }
+    func inversionJitter(stride: Int) -> Int { regularized ? stride / 4 : 0 }
+}
+
 /// Mahendran & Vedaldi (IJCV 2016) settings, in Caffe pixel units (0..255, mean subtracted).
 public struct TVSettings: Codable, Equatable, Sendable {
+    enum CodingKeys: String, CodingKey {
+        case range, alpha, beta, dataWeight = "data_weight", momentum, step
+        case jitterIterations = "jitter_iterations", settleIterations = "settle_iterations"
+    }
+
     /// Pixel range B; the alpha-norm bound is 2B.
     public var range: Float = 80
     public var alpha: Float = 6

@@ -25,7 +25,10 @@ public struct Probe {
     /// The stride (in input pixels) of a layer, from the network's geometry.
     public func stride(of layer: String, height: Int, width: Int) throws -> Int {
         let tensor = try network.resolve(layer)
-        return try network.summarize(height: height, width: width).first { $0.tensor == tensor }?.stride ?? 1
+        // The stride does not depend on the size; layers past a small image's reach (a pooling
+        // window larger than its input) make the summary fail there, so try a classifier's size.
+        let summary = try (try? network.summarize(height: height, width: width)) ?? network.summarize(height: Swift.max(height, 224), width: Swift.max(width, 224))
+        return summary.first { $0.tensor == tensor }?.stride ?? 1
     }
 
     /// The class scores before any softmax, when the model ends in a classifier.

@@ -33,15 +33,28 @@ struct Gallery: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Output folders of shards whose results are copied in before the site is written.")
     var merge: [String] = []
 
+    /// Set by --jobs for its shard processes, which share the parent's lock on --out.
+    @Flag(help: .hidden)
+    var underParentLock = false
+
     func validate() throws {
         guard jobs >= 1 && jobs <= 64 else { throw ValidationError("--jobs must be between 1 and 64") }
         if shard != nil && jobs > 1 { throw ValidationError("--shard and --jobs do not combine") }
+        if out.isEmpty { throw ValidationError("--out must name a folder") }
     }
 
     func run() throws {
         Interruption.install()
         let definition = try GallerySpec.load(path: spec)
         let budget = full ? "full" : self.budget
+        var lock: Int32 = -1
+        if !underParentLock {
+            do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
+                throw GalleryError.experiment("cannot create \(out): \(FileErrors.reason(error))")
+            }
+            lock = try FolderLock.acquire((out as NSString).appendingPathComponent(".gallery.lock"), what: "the gallery in \(out)")
+        }
+        defer { if lock >= 0 { close(lock) } }
         let builder = try GalleryBuilder(spec: definition, budget: budget, specDirectory: (spec as NSString).deletingLastPathComponent, output: out)
         if !merge.isEmpty {
             let copied = try builder.merge(from: merge)
@@ -62,8 +75,12 @@ struct Gallery: ParsableCommand {
             let line = ProgressLine(label: "[\(i + 1)/\(pending.count), ETA \(eta)] \(e.modelName): \(e.title)")
             var control = DipvizVisualize.RunControl()
             control.progress = line.update
+            control.shouldStop = { Interruption.isRequested }
             if !line.enabled { print("[\(i + 1)/\(pending.count)] \(e.modelName): \(e.title)"); fflush(stdout) }
-            let ending = try builder.run(e, control: control, shouldStop: { Interruption.isRequested })
+            let ending = try builder.run(e, control: control)
+            if ending == .diverged {
+                FileHandle.standardError.write(Data("gallery: \(e.modelName): \(e.title) diverged; its page shows the last good image\n".utf8))
+            }
             if ending == .interrupted { interrupted = true; break }
         }
         if let shard {
@@ -89,7 +106,7 @@ struct Gallery: ParsableCommand {
         let processes = try (1...jobs).map { i -> Process in
             let p = Process()
             p.executableURL = URL(fileURLWithPath: me)
-            p.arguments = ["gallery", spec, "--out", out, "--budget", full ? "full" : budget, "--shard", "\(i)/\(jobs)"]
+            p.arguments = ["gallery", spec, "--out", out, "--budget", full ? "full" : budget, "--shard", "\(i)/\(jobs)", "--under-parent-lock"]
             try p.run()
             return p
         }

@@ -1,7 +1,5 @@
 import ArgumentParser
-import DipvizImage
 import DipvizONNX
-import DipvizTensor
 import DipvizVisualize
 import Foundation
 
@@ -9,25 +7,25 @@ struct Maximize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Activation maximisation: an image that excites a class, a channel or a neuron.")
 
-    @OptionGroup var model: ModelOptions
+    @OptionGroup var model: RunModelOptions
 
-    @Option(help: "Layer whose units are excited (default for --class: the class scores).")
+    @Option(help: "Layer whose units are excited (with --unit).")
     var layer: String?
 
-    @Option(help: "Channel(s): I or I-J.")
+    @Option(help: "Channel(s): I or I-J (at most 4096).")
     var unit: String?
 
-    @Option(help: "Class name (from the labels) or index.")
+    @Option(help: "Class name (from the labels) or index; reads the class scores.")
     var `class`: String?
 
-    @Option(help: "A single neuron's position Y,X in the layer's map (default: the centre) instead of the channel mean.")
+    @Option(help: "A single neuron's position Y,X in the layer's map instead of the channel mean.")
     var at: String?
 
     @Flag(help: "With --unit and no --at: the neuron at the centre of the map.")
     var neuron = false
 
     @Option(help: "Central fraction of the map a channel is averaged over (1: the whole map).")
-    var window: Float = 1
+    var window: Float?
 
     @Flag(help: "Maximise the class probability instead of the logit.")
     var probability = false
@@ -36,7 +34,7 @@ struct Maximize: ParsableCommand {
     var targetValue: Float?
 
     @Option(help: "Random shifts of up to this many pixels every iteration (robustness).")
-    var jitter = 0
+    var jitter: Int?
 
     @Option(help: "Class names for --class (default: a labels file beside the model).")
     var labels: String?
@@ -47,150 +45,70 @@ struct Maximize: ParsableCommand {
     @OptionGroup var runOptions: RunOptions
 
     func validate() throws {
-        guard runOptions.resume != nil || (unit == nil) != (self.class == nil) else {
-            throw ValidationError("give exactly one of --unit and --class")
-        }
-        if unit != nil && layer == nil && runOptions.resume == nil { throw ValidationError("--unit needs --layer") }
-        guard window > 0 && window <= 1 else { throw ValidationError("--window must be in (0, 1]") }
-        guard jitter >= 0 else { throw ValidationError("--jitter must not be negative") }
+        guard runOptions.resume == nil else { return }
+        guard model.model != nil else { throw ValidationError("give the model (an ONNX file)") }
+        guard (unit == nil) != (self.class == nil) else { throw ValidationError("give exactly one of --unit and --class") }
+        if unit != nil && layer == nil { throw ValidationError("--unit needs --layer") }
+        if self.class != nil && layer != nil { throw ValidationError("--class reads the class scores; --layer goes with --unit") }
+        if let window, !(window.isFinite && window > 0 && window <= 1) { throw ValidationError("--window \(window) is not valid; give 0 < window <= 1") }
+        if let jitter, jitter < 0 { throw ValidationError("--jitter must not be negative") }
+        if let targetValue, !targetValue.isFinite { throw ValidationError("--target-value must be a finite number") }
         if let unit { _ = try Maximize.units(unit) }
+        if let at { _ = try Maximize.position(at) }
+        if self.class != nil && (at != nil || neuron || window != nil) { throw ValidationError("--at, --neuron and --window go with --unit") }
+        if self.class == nil && probability { throw ValidationError("--probability goes with --class") }
     }
 
-    static func units(_ text: String) throws -> [Int] {
-        let parts = text.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard parts.count <= 2, let first = parts.first ?? nil, let last = parts.last ?? nil, first >= 0, last >= first, last - first < 4096 else {
-            throw ValidationError("--unit takes I or I-J with 0 <= I <= J, got \(text)")
-        }
-        return Array(first...last)
+    static func units(_ text: String) throws -> ClosedRange<Int> {
+        do { return try UnitRange.parse(text) } catch let e as RunSpecError { throw ValidationError("--\(e.description)") }
+    }
+
+    static func position(_ text: String) throws -> (Int, Int) {
+        let p = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard p.count == 2, let y = p[0], let x = p[1], y >= 0, x >= 0 else { throw ValidationError("--at takes Y,X with both >= 0, got '\(text)'") }
+        return (y, x)
     }
 
     func run() throws {
-        Interruption.install()
-        let (net, preprocessing) = try model.load()
-        let probe = Probe(network: net, preprocessing: preprocessing)
-        var targets: [MaximizationSettings]
         if let dir = runOptions.resume {
-            let record = try JSONDecoder().decode(RunRecordFile.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/run.json")))
-            guard let saved = record.maximization else { throw ValidationError("\(dir) is not a maximisation run") }
-            targets = saved
-        } else {
-            targets = try makeTargets(net: net, size: try runOptions.workingSize(net, preprocessing))
-        }
-        let folder = try OutputFolder(path: runOptions.resume ?? runOptions.out)
-        try folder.writeJSON(RunRecordFile(command: "maximize", model: model.model, image: reference, maximization: targets), name: "run.json")
-        let size = targets[0].size
-        let x0 = try reference.map { try PNG.read(path: $0).centreCropped(aspect: 1).resized(width: size, height: size).tensor() }
-        let single = targets.count == 1
-        var all: [MaximizationMetrics] = [], curves: [String: [CurvePoint]] = [:]
-        for settings in targets {
-            let name = single ? "image" : Maximize.label(settings.target)
-            if !single, FileManager.default.fileExists(atPath: folder.file("\(name).png")),
-               !FileManager.default.fileExists(atPath: folder.file("\(name)/checkpoint.partial")),
-               let data = FileManager.default.contents(atPath: folder.file("\(name).metrics.json")),
-               let done = try? JSONDecoder().decode(MaximizationMetrics.self, from: data), done.ending == .finished {
-                all.append(done)
-                continue
+            var extra: [String] = []
+            if model.model != nil { extra.append("the model") }
+            for (given, name) in [(layer != nil, "--layer"), (unit != nil, "--unit"), (self.class != nil, "--class"), (at != nil, "--at"),
+                                  (neuron, "--neuron"), (window != nil, "--window"), (probability, "--probability"),
+                                  (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (reference != nil, "--reference"),
+                                  (!model.preprocessing.isEmpty, "the preprocessing options")] where given {
+                extra.append(name)
             }
-            let prefix = single ? "" : name
-            let resume = runOptions.resume != nil ? try? Checkpoint.load(directory: single ? folder.path : folder.file(prefix)) : nil
-            var control = folder.control(snapshotEvery: runOptions.snapshotEvery, prefix: prefix)
-            control.progress = ProgressLine(label: "maximize \(Maximize.label(settings.target)) (\(settings.prior.rawValue))").update
-            control.shouldStop = { Interruption.isRequested }
-            let result = try Maximization.run(probe: probe, settings: settings, reference: x0, control: control, resume: resume,
-                                              modelName: model.model)
-            try folder.writeImage(result.image, name: "\(name).png")
-            if !single { try folder.writeJSON(result.metrics, name: "\(name).metrics.json") }
-            all.append(result.metrics)
-            curves[name] = result.curve
-            if result.metrics.ending != .finished {
-                try folder.writeJSON(single ? AnyMetrics.one(result.metrics) : .many(all), name: "metrics.json")
-                try finish(result.metrics.ending, message: result.metrics.message, folder: folder.path, summary: "")
-            }
+            return try RunCommand.resume(dir, options: runOptions, extra: extra, label: "maximize")
         }
-        try folder.writeJSON(single ? AnyMetrics.one(all[0]) : .many(all), name: "metrics.json")
-        try folder.writeJSON(single ? AnyCurve.one(curves["image"] ?? []) : .many(curves), name: "curve.json")
-        let summary = all.map { m -> String in
-            var s = String(format: "%@: activation %.4g (start %.4g)", Maximize.label(m.settings.target), m.activation, m.activationStart)
-            if let p = m.probability { s += String(format: ", probability %.4f", p) }
-            return s
-        }.joined(separator: "\n")
-        try finish(.finished, message: nil, folder: folder.path, summary: summary)
-    }
-
-    func makeTargets(net: ONNXNetwork, size: Int) throws -> [MaximizationSettings] {
-        var base: [ActivationTarget] = []
-        var layerName = layer ?? "scores"
+        let modelPath = model.model!
+        var targets: [ActivationTarget]
         if let cls = self.class {
-            let index: Int
-            if let i = Int(cls) { index = i } else {
-                guard let path = labels ?? ClassLabels.besideModel(model.model) else {
-                    throw ValidationError("--class \(cls) needs --labels (no labels file beside the model)")
-                }
-                let names = try ClassLabels.load(path: path)
-                guard let i = names.firstIndex(where: { $0 == cls || $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.contains(cls) })
-                else { throw VisualizeError.unknownClass(cls) }
-                index = i
-            }
-            base = [.classScore(index: index, probability: probability)]
-            layerName = layer ?? "scores"
+            targets = [.classScore(index: try classIndex(cls, model: modelPath), probability: probability)]
         } else {
-            _ = try net.resolve(layer!)
-            var position: (Int, Int)? = nil
-            if let at {
-                let p = at.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-                guard p.count == 2 else { throw ValidationError("--at takes Y,X") }
-                position = (p[0], p[1])
-            }
-            base = try Maximize.units(unit!).map { u in
+            let position = try at.map(Maximize.position)
+            targets = try Maximize.units(unit!).map { u in
                 if let position { return .neuron(unit: u, y: position.0, x: position.1) }
-                return neuron ? .neuron(unit: u, y: nil, x: nil) : .channel(unit: u, window: window)
+                return neuron ? .neuron(unit: u, y: nil, x: nil) : .channel(unit: u, window: window ?? 1)
             }
         }
-        let fullyConnected = self.class != nil || (try? net.resolve(layerName)).map { t in
-            net.nodes.first { $0.outputs.first == t }.map { ["Gemm", "MatMul"].contains($0.opType) } ?? false
-        } ?? false
-        return base.map { target in
-            var s = MaximizationSettings(layer: layerName, target: target, prior: runOptions.prior, iterations: runOptions.iterations,
-                                         size: size, seed: runOptions.seed)
-            s.generator = runOptions.generator(default: .maximization).fitted(toImageSize: size)
-            // The paper's rate: 1e-3 for convolutional layers, 1e-2 for fully connected ones.
-            s.learningRate = runOptions.lr ?? (fullyConnected ? 1e-2 : 1e-3)
-            if let targetValue { s.objective = .reach(targetValue) }
-            s.jitter = jitter
-            if let weight = runOptions.dataWeight { s.tv.dataWeight = weight }
-            return s
-        }
+        let task = RunRequest.Task.maximization(layer: self.class == nil ? layer : nil, targets: targets,
+                                                goal: targetValue.map { .reach($0) } ?? .maximize, jitter: jitter ?? 0, reference: reference)
+        var request = RunRequest(model: modelPath, task: task, prior: runOptions.prior ?? .dip)
+        runOptions.fill(&request)
+        let what = self.class.map { "class \($0)" } ?? "\(layer ?? "") unit \(unit ?? "")"
+        try RunCommand.start(request, preprocessing: model.preprocessing, out: runOptions.out!,
+                             label: "maximize \(what) (\(request.prior.rawValue))")
     }
 
-    static func label(_ t: ActivationTarget) -> String {
-        switch t {
-        case let .classScore(index, _): return "class-\(index)"
-        case let .channel(unit, _): return "unit-\(unit)"
-        case let .neuron(unit, y, x): return y.map { "unit-\(unit)-at-\($0)-\(x ?? 0)" } ?? "unit-\(unit)"
+    func classIndex(_ cls: String, model: String) throws -> Int {
+        if cls.allSatisfy(\.isNumber), let i = Int(cls) { return i }
+        guard let path = labels ?? ClassLabels.besideModel(model) else {
+            throw ValidationError("--class \(cls) needs --labels (no labels file beside the model); or give the class index")
         }
-    }
-}
-
-enum AnyMetrics: Encodable {
-    case one(MaximizationMetrics), many([MaximizationMetrics])
-    func encode(to encoder: Encoder) throws {
-        switch self {
-        case .one(let m): try m.encode(to: encoder)
-        case .many(let list):
-            var c = encoder.container(keyedBy: Key.self)
-            try c.encode(list, forKey: .results)
-        }
-    }
-    enum Key: String, CodingKey { case results }
-}
-
-enum AnyCurve: Encodable {
-    case one([CurvePoint]), many([String: [CurvePoint]])
-    func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .one(let list): try c.encode(list)
-        case .many(let map): try c.encode(map)
-        }
+        let names = try ClassLabels.load(path: path)
+        guard let i = names.firstIndex(where: { $0 == cls || $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.contains(cls) })
+        else { throw VisualizeError.unknownClass(cls) }
+        return i
     }
 }

@@ -3,11 +3,8 @@ import DipvizImage
 import DipvizONNX
 import Foundation
 
-/// The model argument and the preprocessing overrides shared by commands that feed images.
-struct ModelOptions: ParsableArguments {
-    @Argument(help: "An ONNX model file.")
-    var model: String
-
+/// The preprocessing overrides shared by commands that feed images.
+struct PreprocessingOptions: ParsableArguments {
     @Option(help: "Channel order of the model input: RGB or BGR.")
     var channelOrder: Preprocessing.ChannelOrder?
 
@@ -23,18 +20,32 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Input size as HEIGHTxWIDTH when the graph does not fix it, e.g. 224x224.")
     var inputSize: ImageSize?
 
+    var isEmpty: Bool { channelOrder == nil && pixelScale == nil && mean == nil && std == nil && inputSize == nil }
+
+    /// The model's own preprocessing with these overrides applied.
+    func applied(to net: ONNXNetwork) throws -> Preprocessing {
+        var p = try Preprocessing.forModel(net.model)
+        if let channelOrder { p.channelOrder = channelOrder }
+        if let pixelScale { p.scale = pixelScale }
+        if let mean { p.mean = mean.values }
+        if let std { p.std = std.values }
+        if let inputSize { p.inputSize = [inputSize.height, inputSize.width] }
+        if !isEmpty { p.origin += " with overrides" }
+        try p.validate()
+        return p
+    }
+}
+
+/// The model argument and the preprocessing overrides.
+struct ModelOptions: ParsableArguments {
+    @Argument(help: "An ONNX model file.")
+    var model: String
+
+    @OptionGroup var preprocessing: PreprocessingOptions
+
     func load() throws -> (ONNXNetwork, Preprocessing) {
         let net = try ONNXNetwork(path: model)
-        var p = try Preprocessing.forModel(net.model)
-        var overridden = false
-        if let channelOrder { p.channelOrder = channelOrder; overridden = true }
-        if let pixelScale { p.scale = pixelScale; overridden = true }
-        if let mean { p.mean = mean.values; overridden = true }
-        if let std { p.std = std.values; overridden = true }
-        if let inputSize { p.inputSize = [inputSize.height, inputSize.width]; overridden = true }
-        if overridden { p.origin += " with overrides" }
-        try p.validate()
-        return (net, p)
+        return (net, try preprocessing.applied(to: net))
     }
 }
 
@@ -47,9 +58,9 @@ extension ResizeFilter: ExpressibleByArgument {}
 struct FloatTriple: ExpressibleByArgument {
     let values: [Float]
     init?(argument: String) {
-        let parts = argument.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
-        guard parts.count == 3 else { return nil }
-        values = parts
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 3, parts.allSatisfy({ $0?.isFinite == true }) else { return nil }
+        values = parts.map { $0! }
     }
 }
 

@@ -51,9 +51,16 @@ struct OptimizerTests {
         #expect(abs(cosine.rate(base: 0.1, step: 50) - 0.0505) < 1e-6)
         #expect(abs(cosine.rate(base: 0.1, step: 100) - 0.001) < 1e-7)
         #expect(abs(LearningRateSchedule.warmup(steps: 4).rate(base: 1, step: 1) - 0.5) < 1e-7)
+        // apply() reads the optimiser's own step count: after two steps, halving every step gives 1/4.
         let p = Tensor(zeros: [1], requiresGrad: true)
         let sgd = SGD(parameters: [p], learningRate: 1)
+        for _ in 0..<2 {
+            sgd.zeroGrad()
+            p.sum().backward()
+            sgd.step()
+        }
+        #expect(sgd.stepCount == 2)
         LearningRateSchedule.step(every: 1, factor: 0.5).apply(to: sgd, base: 1)
-        #expect(sgd.learningRate == 1)
+        #expect(sgd.learningRate == 0.25)
     }
 }

@@ -170,21 +170,32 @@ struct VisualizeCommandTests {
                                "--snapshot-every", "5", "--out", out])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.isEmpty, "progress must stay quiet when piped: \(r.stderr)")
-        for f in ["image.png", "original.png", "metrics.json", "curve.json", "run.json", "snapshots/iter-000005.png", "checkpoint/index.json"] {
+        for f in ["image.png", "original.png", "metrics.json", "curve.json", "run.json", "snapshots/iter-000005.png"] {
             #expect(FileManager.default.fileExists(atPath: out + "/" + f), "\(f)")
         }
+        #expect(!FileManager.default.fileExists(atPath: out + "/checkpoints/image.ckpt"), "a finished run keeps no checkpoint")
         let m = try VisualizeCommandTests.json(out + "/metrics.json")
-        for key in ["feature_error", "psnr", "ssim", "top1_match", "iterations", "seconds", "seed", "configuration"] {
-            #expect(m[key] != nil, "metrics.json lacks \(key)")
+        #expect(m["format_version"] as? Int == 2 && m["ending"] as? String == "finished")
+        let result = (m["results"] as? [[String: Any]])?.first ?? [:]
+        for key in ["feature_error", "feature_error_start", "psnr", "ssim", "top1_match", "iterations", "seconds"] {
+            #expect(result[key] != nil, "metrics.json lacks \(key)")
         }
-        #expect(m["iterations"] as? Int == 12)
+        #expect(result["iterations"] as? Int == 12)
+        let run = try VisualizeCommandTests.json(out + "/run.json")
+        #expect((run["spec"] as? [String: Any])?["iterations"] as? Int == 12)
         let again = try runDipviz(["invert", model, photo, "--layer", "relu1", "--prior", "tv", "--iterations", "12", "--size", "16",
                                    "--snapshot-every", "5", "--out", out + "2"])
         #expect(again.status == 0)
         #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/image.png")) == Data(contentsOf: URL(fileURLWithPath: out + "2/image.png")),
                 "same command, same output")
-        let resumed = try runDipviz(["invert", model, "--resume", out, "--iterations", "1", "--out", out])
+        // --resume works alone; with other options it says what to drop.
+        let resumed = try runDipviz(["invert", "--resume", out])
         #expect(resumed.status == 0, "\(resumed.stderr)")
+        let mixed = try runDipviz(["invert", model, "--resume", out, "--iterations", "1"])
+        #expect(mixed.status != 0 && mixed.stderr.contains("--iterations") && mixed.stderr.contains("the model"), "\(mixed.stderr)")
+        // Another run into the same folder is refused, naming what differs.
+        let other = try runDipviz(["invert", model, photo, "--layer", "relu1", "--prior", "tv", "--iterations", "13", "--size", "16", "--out", out])
+        #expect(other.status != 0 && other.stderr.contains("iterations: 12 -> 13"), "\(other.stderr)")
     }
 
     @Test func maximizeUnitsAndClasses() throws {
@@ -201,8 +212,8 @@ struct VisualizeCommandTests {
         let c = try runDipviz(["maximize", model, "--class", "green thing", "--labels", dir.appendingPathComponent("labels.txt").path,
                                "--prior", "tv", "--iterations", "5", "--size", "16", "--out", cls])
         #expect(c.status == 0, "\(c.stderr)")
-        let m = try VisualizeCommandTests.json(cls + "/metrics.json")
-        #expect(m["probability"] != nil && m["activation"] != nil)
+        let m = (try VisualizeCommandTests.json(cls + "/metrics.json")["results"] as? [[String: Any]])?.first ?? [:]
+        #expect(m["probability"] != nil && m["activation"] != nil && m["target"] as? String == "class-1")
         let bad = try runDipviz(["maximize", model, "--layer", "conv1", "--unit", "7", "--prior", "pixel", "--iterations", "2",
                                  "--size", "16", "--out", dir.appendingPathComponent("bad").path])
         #expect(bad.status != 0)
