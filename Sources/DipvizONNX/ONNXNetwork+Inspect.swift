@@ -70,7 +70,7 @@ extension ONNXNetwork {
                 if node.opType != "Flatten" && node.opType != "Reshape" { r = nil }
                 if node.opType == "Gemm" || node.opType == "MatMul" || node.opType == "QLinearMatMul" {
                     r = nil
-                    let a = shapes[node.inputs[0]] ?? []
+                    let a = node.inputs.first.flatMap { shapes[$0] } ?? []
                     let k = node.opType == "Gemm" && node.int("transA", 0) != 0 ? (a.first ?? 0) : (a.last ?? 0)
                     macs = saturatingProduct(elements(outShape), k)
                 }

@@ -163,7 +163,8 @@ public final class ONNXNetwork {
             if let shape = info.shape {
                 let ok = shape.count == t.rank && zip(shape, t.shape).allSatisfy { $0 == nil || $0! == $1 || $0! <= 0 }
                 guard ok else {
-                    throw ONNXError.inputMismatch("input '\(info.name)' expects shape \(shape.map { $0.map(String.init) ?? "?" }), got \(t.shape)")
+                    let expected = shape.map { d in d.flatMap { $0 > 0 ? String($0) : nil } ?? "?" }.joined(separator: "x")
+                    throw ONNXError.inputMismatch("input '\(info.name)' expects shape \(expected) (? is any size), got \(t.shape.map(String.init).joined(separator: "x"))")
                 }
             }
             values[info.name] = .float(t)

@@ -23,6 +23,8 @@ public enum FileErrors {
             case .fileWriteVolumeReadOnly: return describe(errno: EROFS)
             case .fileReadTooLarge: return "the file is too large"
             case .fileReadCorruptFile, .fileReadInapplicableStringEncoding: return "the file is damaged or in another format"
+            case .fileWriteUnknown: return "the file could not be written"
+            case .fileReadUnknown: return "the file could not be read"
             default: break
             }
         }

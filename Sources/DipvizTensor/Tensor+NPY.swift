@@ -3,12 +3,14 @@ import Foundation
 public enum NPYError: Error, CustomStringConvertible, Equatable {
     case unreadable(path: String, reason: String)
     case invalid(path: String, reason: String)
+    case unwritable(path: String, reason: String)
     case tooLarge(AllocationError)
 
     public var description: String {
         switch self {
         case let .unreadable(path, reason): return "cannot read \(path): \(reason)"
         case let .invalid(path, reason): return "\(path) is not a supported .npy file: \(reason)"
+        case let .unwritable(path, reason): return "cannot write \(path): \(reason)"
         case let .tooLarge(e): return e.description
         }
     }
@@ -55,7 +57,8 @@ extension Tensor {
         if let order = field("fortran_order"), order.hasPrefix("True") {
             throw NPYError.invalid(path: name, reason: "Fortran-ordered arrays are not supported; save with C order")
         }
-        guard let shapeText = field("shape"), let open = shapeText.firstIndex(of: "("), let close = shapeText.firstIndex(of: ")") else {
+        guard let shapeText = field("shape"), let open = shapeText.firstIndex(of: "("),
+              let close = shapeText[open...].firstIndex(of: ")") else {
             throw NPYError.invalid(path: name, reason: "no shape in header")
         }
         let dims = try shapeText[shapeText.index(after: open)..<close].split(separator: ",").map { part -> Int in
@@ -109,8 +112,12 @@ extension Tensor {
     }
 
     public func writeNPY(path: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw NPYError.unwritable(path: path, reason: "it is a directory; give a file name such as out.npy")
+        }
         do { try encodeNPY().write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw NPYError.unreadable(path: path, reason: "cannot write: \(FileErrors.describe(error))")
+            throw NPYError.unwritable(path: path, reason: FileErrors.describe(error))
         }
     }
 }

@@ -23,6 +23,7 @@ struct NPYHardeningTests {
         ("(1000000, 1000000)", "truncated"),                       // far larger than the file
         ("(-1, 4)", "bad shape"),
         ("(99999999999999999999999,)", "bad shape"),               // not an Int
+        (")(", "no shape"),                                         // a closing parenthesis first
     ])
     func hostileShapes(_ shape: String, _ wording: String) throws {
         let error = NPYHardeningTests.error(NPYHardeningTests.npy(shape: shape))
