@@ -31,7 +31,7 @@ extension ONNXNetwork {
         shapes.reserveCapacity(nodes.count)
         let outputs = layers.map(\.tensor)
         _ = try GradMode.withoutGrad {
-            try run([input.name: Tensor(zeros: [1, channels, height, width])], outputs: outputs) { name, value in
+            try execute([input.name: Tensor(zeros: [1, channels, height, width])], outputs: outputs, keepOutputs: false) { name, value in
                 shapes[name] = value.shape
             }
         }

@@ -156,6 +156,13 @@ public final class ONNXNetwork {
     /// `observe` sees every value computed, in order (for shape reports).
     public func run(_ inputs: [String: Tensor], outputs requested: [String],
                     observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: Tensor] {
+        try execute(inputs, outputs: requested, keepOutputs: true, observe: observe)
+    }
+
+    /// `run`; without `keepOutputs` every value is released after its last use and nothing is
+    /// returned, so that observing all layers (inspect) holds only the live values in memory.
+    func execute(_ inputs: [String: Tensor], outputs requested: [String], keepOutputs: Bool,
+                 observe: ((String, ONNXValue) -> Void)?) throws -> [String: Tensor] {
         var values: [String: ONNXValue] = [:]
         values.reserveCapacity(Swift.min(nodes.count, 1 << 20))
         for info in model.graph.dataInputs {
@@ -183,7 +190,7 @@ public final class ONNXNetwork {
         var lastUse: [String: Int] = [:]
         lastUse.reserveCapacity(order.count)
         for i in order { for input in nodes[i].inputs { lastUse[input] = i } }
-        let keep = Set(targets)
+        let keep = keepOutputs ? Set(targets) : []
         for i in order {
             let node = nodes[i]
             var args: [ONNXValue?] = []
@@ -202,7 +209,7 @@ public final class ONNXNetwork {
             for name in node.inputs where lastUse[name] == i && !keep.contains(name) { values[name] = nil }
         }
         var result: [String: Tensor] = [:]
-        for (asked, name) in zip(requested, targets) {
+        for (asked, name) in zip(requested, targets) where keepOutputs {
             guard let v = values[name] ?? constants[name] else { throw ONNXError.unknownTensor(name: asked, valid: []) }
             switch v {
             case .float(let t): result[asked] = t
