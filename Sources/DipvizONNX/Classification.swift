@@ -11,8 +11,9 @@ public struct Prediction: Codable, Equatable, Sendable {
 /// tinca") lose their synset id.
 public enum ClassLabels {
     public static func load(path: String) throws -> [String] {
+        if let why = FileErrors.notRegular(path) { throw ONNXError.unreadable(path: path, reason: "labels file: \(why)") }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ONNXError.unreadable(path: path, reason: "no such labels file")
+            throw ONNXError.unreadable(path: path, reason: "labels file is not readable")
         }
         return String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
             .map { line -> String in
@@ -47,7 +48,15 @@ extension ONNXNetwork {
     public func classify(_ input: Tensor, top k: Int, labels: [String]? = nil) throws -> [Prediction] {
         let output = defaultOutput
         let y = try GradMode.withoutGrad { try self(input, output: output) }
-        let scores = y.reshaped([y.shape.first ?? 1, -1])
+        // One score per class: [N, classes], possibly with trailing 1x1 (a global pool's output).
+        // A feature map (a headless extractor's [1, 256, 6, 6]) is not classes to rank.
+        let perImage = Array(y.shape.dropFirst())
+        guard y.rank >= 1, perImage.filter({ $0 > 1 }).count <= 1, y.count > 0 else {
+            let shape = y.shape.map(String.init).joined(separator: "x")
+            throw ONNXError.notAClassifier(model: model.source, detail: "its output '\(output)' is a \(shape) map, not one score per class; "
+                + "valid: an output of shape 1 x classes (use inspect, invert or maximize for feature maps)")
+        }
+        let scores = y.reshaped([y.rank == 1 ? 1 : y.shape[0], -1])
         let probs = isProbability(output) ? scores : scores.softmax(axis: 1)
         let n = probs.shape[1]
         if let labels, labels.count != n {

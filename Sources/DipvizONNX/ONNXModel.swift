@@ -13,6 +13,12 @@ public struct ONNXModel {
     public var source: String
 
     public var defaultOpset: Int { opsets[""] ?? opsets["ai.onnx"] ?? 1 }
+
+    public init(irVersion: Int = 8, opsets: [String: Int] = ["": 13], producer: String = "dipviz", metadata: [String: String] = [:],
+                graph: ONNXGraph, source: String = "<memory>") {
+        self.irVersion = irVersion; self.opsets = opsets; self.producer = producer; self.metadata = metadata
+        self.graph = graph; self.source = source
+    }
 }
 
 public struct ONNXValueInfo: Equatable, Sendable {
@@ -20,6 +26,10 @@ public struct ONNXValueInfo: Equatable, Sendable {
     public var elementType: Int
     /// Dimensions; nil where symbolic or unknown.
     public var shape: [Int?]?
+
+    public init(name: String, elementType: Int = 1, shape: [Int?]?) {
+        self.name = name; self.elementType = elementType; self.shape = shape
+    }
 }
 
 public struct ONNXGraph {
@@ -33,6 +43,12 @@ public struct ONNXGraph {
     public var outputs: [ONNXValueInfo]
     public var valueInfo: [ONNXValueInfo]
 
+    public init(name: String, nodes: [ONNXNode], initializers: [String: ONNXValue] = [:], initializerTypes: [String: Int] = [:],
+                inputs: [ONNXValueInfo], outputs: [ONNXValueInfo], valueInfo: [ONNXValueInfo] = []) {
+        self.name = name; self.nodes = nodes; self.initializers = initializers; self.initializerTypes = initializerTypes
+        self.inputs = inputs; self.outputs = outputs; self.valueInfo = valueInfo
+    }
+
     /// Graph inputs that are not initializers: what the caller feeds.
     public var dataInputs: [ONNXValueInfo] { inputs.filter { initializers[$0.name] == nil } }
 }
@@ -44,6 +60,12 @@ public struct ONNXNode {
     public var inputs: [String]
     public var outputs: [String]
     public var attributes: [String: ONNXAttribute]
+
+    public init(name: String = "", opType: String, domain: String = "", inputs: [String], outputs: [String],
+                attributes: [String: ONNXAttribute] = [:]) {
+        self.name = name; self.opType = opType; self.domain = domain; self.inputs = inputs; self.outputs = outputs
+        self.attributes = attributes
+    }
 }
 
 public enum ONNXAttribute {
@@ -80,9 +102,17 @@ public enum ONNXError: Error, CustomStringConvertible, Equatable {
     case unsupportedAttribute(op: String, node: String, detail: String)
     case unsupportedDataType(tensor: String, type: Int)
     case missingInput(node: String, input: String)
-    case shapeMismatch(node: String, detail: String)
+    case shapeMismatch(op: String, node: String, detail: String)
     case unknownTensor(name: String, valid: [String])
     case inputMismatch(String)
+    /// External tensor data that is refused or unreadable (model file, tensor, why).
+    case externalData(model: String, tensor: String, detail: String)
+    /// A size from the file over the memory limit (or overflowing).
+    case tooLarge(AllocationError)
+    /// A classify request on a model whose output is not one score per class.
+    case notAClassifier(model: String, detail: String)
+    /// An error raised while reading or building the model in `file`.
+    indirect case inFile(String, ONNXError)
 
     public var description: String {
         switch self {
@@ -94,11 +124,42 @@ public enum ONNXError: Error, CustomStringConvertible, Equatable {
         case let .unsupportedAttribute(op, node, detail): return "\(op) node '\(node)': \(detail)"
         case let .unsupportedDataType(tensor, type): return "tensor '\(tensor)' has unsupported data type \(ONNXError.typeName(type))"
         case let .missingInput(node, input): return "node '\(node)' needs '\(input)', which nothing produces"
-        case let .shapeMismatch(node, detail): return "node '\(node)': \(detail)"
+        case let .shapeMismatch(op, node, detail): return "\(op) node '\(node)': \(detail)"
         case let .unknownTensor(name, valid):
             let shown = valid.prefix(60).joined(separator: ", ")
             return "no layer or tensor named '\(name)'; valid names: \(shown)\(valid.count > 60 ? ", ..." : "")"
         case let .inputMismatch(s): return s
+        case let .externalData(model, tensor, detail): return "\(model): external data of tensor '\(tensor)' \(detail)"
+        case let .tooLarge(e): return e.description
+        case let .notAClassifier(model, detail): return "\(model) is not a classifier: \(detail)"
+        case let .inFile(file, e): return "\(file): \(e.description)"
+        }
+    }
+
+    /// The error without the file it was raised in.
+    public var underlying: ONNXError {
+        if case let .inFile(_, e) = self { return e.underlying }
+        return self
+    }
+
+    /// Names the file an error comes from, unless it already does (or there is no file).
+    static func located(_ file: String, _ body: () throws -> Void) throws {
+        let named = !(file == "<memory>" || file.isEmpty)
+        do { try body() } catch let e as ONNXError {
+            switch e {
+            case .inFile, .unreadable, .notONNX, .externalData, .notAClassifier: throw e
+            default: throw named ? ONNXError.inFile(file, e) : e
+            }
+        } catch let e as AllocationError {
+            throw named ? ONNXError.inFile(file, .tooLarge(e)) : ONNXError.tooLarge(e)
+        }
+    }
+
+    /// `MemoryLimit.check` with the answer as an `ONNXError`.
+    @discardableResult
+    static func checkMemory(shape: [Int], bytesPerElement: Int = 4, what: String) throws -> Int {
+        do { return try MemoryLimit.check(shape: shape, bytesPerElement: bytesPerElement, what: what) } catch let e as AllocationError {
+            throw ONNXError.tooLarge(e)
         }
     }
 

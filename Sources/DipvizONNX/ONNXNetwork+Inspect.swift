@@ -24,17 +24,22 @@ extension ONNXNetwork {
     /// Shapes come from running the graph once on zeros of the input size.
     public func summarize(height: Int, width: Int) throws -> [LayerSummary] {
         guard let input = imageInput else { throw ONNXError.inputMismatch("the model has no data input") }
-        let channels = input.shape.flatMap { $0.count == 4 ? $0[1] : nil } ?? 3
+        let declared = input.shape.flatMap { $0.count == 4 ? $0[1] : nil } ?? 3
+        let channels = declared > 0 ? declared : 3
+        try ONNXError.checkMemory(shape: [1, channels, height, width], what: "inspect's input of \(channels)x\(height)x\(width)")
         var shapes: [String: [Int]] = [:]
+        shapes.reserveCapacity(nodes.count)
         let outputs = layers.map(\.tensor)
         _ = try GradMode.withoutGrad {
-            try run([input.name: Tensor(zeros: [1, channels, height, width])], outputs: outputs) { name, value in
+            try execute([input.name: Tensor(zeros: [1, channels, height, width])], outputs: outputs, keepOutputs: false) { name, value in
                 shapes[name] = value.shape
             }
         }
         // Receptive field r and jump j per tensor, carried along the graph.
-        var field: [String: (Int?, Int)] = [input.name: (1, 1)]
         var rows: [LayerSummary] = []
+        var field: [String: (Int?, Int)] = [input.name: (1, 1)]
+        field.reserveCapacity(nodes.count + 1)
+        rows.reserveCapacity(nodes.count)
         let byTensor = Dictionary(layers.map { ($0.tensor, $0) }, uniquingKeysWith: { a, _ in a })
         for node in nodes {
             let incoming = node.inputs.compactMap { field[$0] }
@@ -54,20 +59,20 @@ extension ONNXNetwork {
                     k = [w[2], w[3]]
                 }
                 let s = node.ints("strides") ?? [1, 1], d = node.ints("dilations") ?? [1, 1]
-                let kEff = ((k.first ?? 1) - 1) * (d.first ?? 1) + 1
-                if let rr = r { r = rr + (kEff - 1) * j }
-                j *= s.first ?? 1
+                let kEff = saturatingSum(saturatingProduct(saturatingSum(k.first ?? 1, -1), d.first ?? 1), 1)
+                if let rr = r { r = saturatingSum(rr, saturatingProduct(saturatingSum(kEff, -1), j)) }
+                j = saturatingProduct(j, s.first ?? 1)
                 if node.opType != "MaxPool" && node.opType != "AveragePool",
                    node.inputs.count > weightIndex, let w = constants[node.inputs[weightIndex]]?.shape, w.count == 4 {
-                    macs = outShape.reduce(1, *) * w[1] * w[2] * w[3]
+                    macs = [w[1], w[2], w[3]].reduce(elements(outShape)) { saturatingProduct($0, $1) }
                 }
             case "GlobalAveragePool", "GlobalMaxPool", "Gemm", "MatMul", "QLinearMatMul", "Flatten", "Reshape":
                 if node.opType != "Flatten" && node.opType != "Reshape" { r = nil }
                 if node.opType == "Gemm" || node.opType == "MatMul" || node.opType == "QLinearMatMul" {
                     r = nil
-                    let a = shapes[node.inputs[0]] ?? []
+                    let a = node.inputs.first.flatMap { shapes[$0] } ?? []
                     let k = node.opType == "Gemm" && node.int("transA", 0) != 0 ? (a.first ?? 0) : (a.last ?? 0)
-                    macs = outShape.reduce(1, *) * k
+                    macs = saturatingProduct(elements(outShape), k)
                 }
             default: break
             }
@@ -81,3 +86,17 @@ extension ONNXNetwork {
         return rows
     }
 }
+
+/// Arithmetic that sticks at Int.max instead of trapping: receptive fields and MACs of a
+/// hostile graph (thousands of stride-2 pools) must not crash the report.
+func saturatingProduct(_ a: Int, _ b: Int) -> Int {
+    let (v, overflow) = a.multipliedReportingOverflow(by: b)
+    return overflow ? Int.max : v
+}
+
+func saturatingSum(_ a: Int, _ b: Int) -> Int {
+    let (v, overflow) = a.addingReportingOverflow(b)
+    return overflow ? Int.max : v
+}
+
+private func elements(_ shape: [Int]) -> Int { MemoryLimit.elements(shape) ?? Int.max }

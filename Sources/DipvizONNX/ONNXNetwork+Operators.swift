@@ -27,7 +27,7 @@ extension ONNXNode {
         return fallback
     }
     func unsupported(_ detail: String) -> ONNXError { .unsupportedAttribute(op: opType, node: label, detail: detail) }
-    func mismatch(_ detail: String) -> ONNXError { .shapeMismatch(node: label, detail: detail) }
+    func mismatch(_ detail: String) -> ONNXError { .shapeMismatch(op: opType, node: label, detail: detail) }
 }
 
 extension ONNXValue {
@@ -38,11 +38,26 @@ extension ONNXValue {
         }
     }
 
-    func integers() -> [Int] {
+    /// Integer contents; float values must be whole numbers an Int can hold (NaN, infinities and
+    /// out-of-range values are an error naming the node, not a trap in the conversion).
+    func integers(_ node: ONNXNode) throws -> [Int] {
         switch self {
         case .ints(let a, _): return a
-        case .float(let t): return t.scalars.map { Int($0) }
+        case .float(let t):
+            return try t.scalars.map { f in
+                guard let i = Int(exactly: f.rounded(.towardZero)) else {
+                    throw node.mismatch("value \(f) cannot be used as an integer (valid: finite, within ±9.2e18)")
+                }
+                return i
+            }
         }
+    }
+
+    /// The first element, for inputs that hold one number (a clip bound, a scale, a pad value).
+    func scalar(_ node: ONNXNode, _ what: String) throws -> Float {
+        let t = tensor(node)
+        guard t.count >= 1 else { throw node.mismatch("\(what) is an empty tensor; one value is needed") }
+        return t.data[0]
     }
 
     var isInts: Bool { if case .ints = self { return true }; return false }
@@ -77,8 +92,8 @@ extension ONNXNetwork {
             if opset < 11 {
                 lo = node.float("min", lo); hi = node.float("max", hi)
             } else {
-                if let v = optional(1) { lo = v.tensor(node).data[0] }
-                if let v = optional(2) { hi = v.tensor(node).data[0] }
+                if let v = optional(1) { lo = try v.scalar(node, "min") }
+                if let v = optional(2) { hi = try v.scalar(node, "max") }
             }
             return one(try x().clamped(min: lo, max: hi))
         case "Conv": return one(try convolution(node, try x(0), try x(1), optional(2)?.tensor(node)))
@@ -104,7 +119,9 @@ extension ONNXNetwork {
             guard t.rank == 4 else { throw node.unsupported("expects a 4-D tensor, got \(t.shape)") }
             return one(t.maxPool2d(Pool2dOptions(kernel: (t.shape[2], t.shape[3]), window: Conv2dOptions(stride: 1))))
         case "LRN":
-            guard let size = node.ints("size")?.first, size >= 1 else { throw node.unsupported("LRN needs a positive size") }
+            guard let size = node.ints("size")?.first, size >= 1, size <= 1 << 16 else {
+                throw node.unsupported("size must be a whole number from 1 to 65536, got \(node.ints("size") ?? [])")
+            }
             guard (try x()).rank >= 2 else { throw node.mismatch("LRN needs N x C x ... input") }
             return one(try x().localResponseNorm(size: size, alpha: node.float("alpha", 1e-4), beta: node.float("beta", 0.75),
                                                  bias: node.float("bias", 1)))
@@ -144,7 +161,11 @@ extension ONNXNetwork {
             }
         case "Sum":
             var acc = try x(0)
-            for i in 1..<inputs.count { acc = acc + (try x(i)) }
+            for i in 1..<Swift.max(1, inputs.count) {
+                let next = try x(i)
+                guard broadcastShape(acc.shape, next.shape) != nil else { throw node.mismatch("shapes \(acc.shape) and \(next.shape) do not broadcast") }
+                acc = acc + next
+            }
             return one(acc)
         case "Flatten":
             let t = try x()
@@ -154,7 +175,7 @@ extension ONNXNetwork {
             return one(t.reshaped([t.shape[..<axis].reduce(1, *), t.shape[axis...].reduce(1, *)]))
         case "Reshape":
             let data = try input(0)
-            let spec = opset < 5 ? (node.ints("shape") ?? []) : try input(1).integers()
+            let spec = opset < 5 ? (node.ints("shape") ?? []) : try input(1).integers(node)
             let shape = try reshapeTarget(node, from: data.shape, spec: spec, allowZero: node.int("allowzero", 0) != 0)
             switch data {
             case .ints(let a, _): return [.ints(a, shape: shape)]
@@ -190,7 +211,7 @@ extension ONNXNetwork {
             }
             if values.allSatisfy(\.isInts) {
                 guard first.shape.count == 1 else { return one(Tensor.concat(values.map { $0.tensor(node) }, axis: axis)) }
-                let all = values.flatMap { $0.integers() }
+                let all = try values.flatMap { try $0.integers(node) }
                 return [.ints(all, shape: [all.count])]
             }
             return one(Tensor.concat(values.map { $0.tensor(node) }, axis: axis))
@@ -206,7 +227,7 @@ extension ONNXNetwork {
         case "Gather": return [try gather(node, try input(0), try input(1))]
         case "Unsqueeze", "Squeeze":
             let data = try input(0)
-            let axesList = opset < 13 ? node.ints("axes") : optional(1)?.integers()
+            let axesList = opset < 13 ? node.ints("axes") : try optional(1)?.integers(node)
             let shape = try squeezeShape(node, data.shape, axes: axesList, unsqueeze: node.opType == "Unsqueeze")
             switch data {
             case .ints(let a, _): return [.ints(a, shape: shape)]
@@ -220,14 +241,15 @@ extension ONNXNetwork {
             if let ints = node.ints("value_ints") { return [.ints(ints, shape: [ints.count])] }
             throw node.unsupported("Constant without a supported value attribute")
         case "ConstantOfShape":
-            let shape = try input(0).integers()
-            guard shape.allSatisfy({ $0 >= 0 && $0 < 1 << 20 }), shape.reduce(1, { $0 &* $1 }) < 1 << 28 else {
-                throw node.mismatch("implausible shape \(shape)")
-            }
-            if case .tensor(let v)? = node.attributes["value"] {
-                if case .ints(let a, _) = v { return [.ints([Int](repeating: a.first ?? 0, count: shape.reduce(1, *)), shape: shape)] }
-                return one(Tensor(shape: shape, repeating: v.tensor(node).data[0]))
-            }
+            // The output size comes from data: check it against the memory limit before allocating.
+            let shape = try input(0).integers(node)
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw node.mismatch("shape \(shape) has negative dimensions; valid: 0 or more") }
+            let what = "\(node.opType) node '\(node.label)' output of shape \(shape)"
+            let integer: [Int]? = { if case .tensor(.ints(let a, _))? = node.attributes["value"] { return a }; return nil }()
+            let count = try ONNXError.checkMemory(shape: shape, bytesPerElement: integer == nil ? 4 : 8, what: what) / (integer == nil ? 4 : 8)
+            guard ONNXNetwork.dimensionsFit(shape) else { throw node.mismatch("shape \(shape): the product of its non-zero dimensions overflows") }
+            if let integer { return [.ints([Int](repeating: integer.first ?? 0, count: count), shape: shape)] }
+            if case .tensor(let v)? = node.attributes["value"] { return one(Tensor(shape: shape, repeating: try v.scalar(node, "value"))) }
             return one(Tensor(zeros: shape))
         case "Cast":
             let to = node.int("to", 1)
@@ -243,7 +265,7 @@ extension ONNXNetwork {
                     let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
                     return Float(bitPattern: rounded & 0xFFFF_0000)
                 }))
-            case 6, 7, 12, 13: return [.ints(v.integers(), shape: v.shape)]
+            case 6, 7, 12, 13: return [.ints(try v.integers(node), shape: v.shape)]
             case 2, 3, 4, 5, 9:
                 return one(Tensor(shape: v.shape, scalars: v.tensor(node).scalars.map { $0.rounded(.towardZero) }))
             default: throw node.unsupported("Cast to \(ONNXError.typeName(to))")
@@ -253,13 +275,15 @@ extension ONNXNetwork {
             let t = try x()
             // Axes moved from an attribute to an input in opset 13 (ReduceSum) and 18 (the others).
             let axesAsInput = node.opType == "ReduceSum" ? opset >= 13 : opset >= 18
-            var axes = (axesAsInput ? optional(1)?.integers() : node.ints("axes")) ?? []
+            var axes = (axesAsInput ? try optional(1)?.integers(node) : node.ints("axes")) ?? []
             if axes.isEmpty {
                 if node.int("noop_with_empty_axes", 0) != 0 { return one(t) }
                 axes = Array(0..<t.rank)
             }
             axes = axes.map { $0 < 0 ? $0 + t.rank : $0 }
-            guard axes.allSatisfy({ $0 >= 0 && $0 < t.rank }) else { throw node.mismatch("axes \(axes) for rank \(t.rank)") }
+            guard axes.allSatisfy({ $0 >= 0 && $0 < t.rank }), Set(axes).count == axes.count else {
+                throw node.mismatch("axes \(axes) for rank \(t.rank); valid: distinct axes from \(-t.rank) to \(t.rank - 1)")
+            }
             let keep = node.int("keepdims", 1) != 0
             switch node.opType {
             case "ReduceMean": return one(t.mean(axes: axes, keepDims: keep))
@@ -281,7 +305,7 @@ extension ONNXNetwork {
             var bias: Tensor? = nil
             if let b = optional(8) {
                 // int32 bias in units of x_scale * w_scale (per output channel when w_scale is).
-                let scale = (try x(1)).data[0]
+                let scale = try input(1).scalar(node, "x_scale")
                 let ws = try x(4)
                 let bt = b.tensor(node)
                 guard ws.count == 1 || ws.count == bt.count else { throw node.mismatch("bias of \(bt.count) for \(ws.count) weight scales") }
@@ -299,6 +323,10 @@ extension ONNXNetwork {
             throw ONNXError.unsupportedOperator(op: node.opType, node: node.label, domain: node.domain, opset: opset)
         }
     }
+
+    /// Whether the non-zero dimensions multiply without overflow: an empty tensor of shape
+    /// [0, 2^40, 2^40] holds nothing, but any later product over its last axes would trap.
+    static func dimensionsFit(_ shape: [Int]) -> Bool { MemoryLimit.elements(shape.filter { $0 != 0 }) != nil }
 
     /// Window geometry from kernel, strides, pads, dilations and auto_pad.
     static func geometry(_ node: ONNXNode, input t: Tensor, kernel: (Int, Int)) throws -> Conv2dOptions {
@@ -333,8 +361,12 @@ extension ONNXNetwork {
         guard x.rank == 4, w.rank == 4 else {
             throw node.unsupported("only 2-D convolution (4-D input and weight) is supported, got \(x.shape) and \(w.shape)")
         }
+        if let k = node.ints("kernel_shape"), k != [w.shape[2], w.shape[3]] {
+            throw node.mismatch("kernel_shape \(k) disagrees with the weight's \(w.shape[2])x\(w.shape[3]) kernel (weight \(w.shape))")
+        }
         let o = try geometry(node, input: x, kernel: (w.shape[2], w.shape[3]))
-        guard o.groups > 0, x.shape[1] % o.groups == 0, w.shape[0] % o.groups == 0, w.shape[1] * o.groups == x.shape[1] else {
+        guard o.groups > 0, o.groups <= x.shape[1], x.shape[1] % o.groups == 0, w.shape[0] % o.groups == 0,
+              w.shape[1] * o.groups == x.shape[1] else {
             throw node.mismatch("input \(x.shape) and weight \(w.shape) do not fit \(o.groups) groups")
         }
         if let b, b.count != w.shape[0] { throw node.mismatch("bias of \(b.count) for \(w.shape[0]) outputs") }
@@ -362,19 +394,20 @@ extension ONNXNetwork {
     }
 
     static func integerArithmetic(_ node: ONNXNode, _ a: ONNXValue, _ b: ONNXValue) throws -> ONNXValue {
-        let x = a.integers(), y = b.integers()
+        let x = try a.integers(node), y = try b.integers(node)
         guard let shape = broadcastShape(a.shape, b.shape) else { throw node.mismatch("shapes \(a.shape) and \(b.shape) do not broadcast") }
-        let n = shape.reduce(1, *)
+        let n = MemoryLimit.elements(shape) ?? 0
         guard x.count == n || x.count == 1, y.count == n || y.count == 1 else {
             throw node.unsupported("integer broadcasting beyond scalars")
         }
         let out: [Int] = (0..<n).map { i in
             let p = x[x.count == 1 ? 0 : i], q = y[y.count == 1 ? 0 : i]
+            // Shape arithmetic wraps like int64 in other runtimes instead of trapping on overflow.
             switch node.opType {
-            case "Add": return p + q
-            case "Sub": return p - q
-            case "Mul": return p * q
-            default: return q == 0 ? 0 : p / q
+            case "Add": return p &+ q
+            case "Sub": return p &- q
+            case "Mul": return p &* q
+            default: return q == 0 ? 0 : p.dividedReportingOverflow(by: q).partialValue
             }
         }
         return .ints(out, shape: shape)
@@ -382,13 +415,16 @@ extension ONNXNetwork {
 
     static func reshapeTarget(_ node: ONNXNode, from shape: [Int], spec: [Int], allowZero: Bool) throws -> [Int] {
         var out = spec.enumerated().map { i, d -> Int in (d == 0 && !allowZero && i < shape.count) ? shape[i] : d }
-        let count = shape.reduce(1, *)
+        let count = MemoryLimit.elements(shape) ?? 0
+        let invalid = node.mismatch("cannot reshape \(shape) to \(spec); valid: dimensions 0 or more with one -1 at most, \(count) elements in all")
+        guard out.filter({ $0 == -1 }).count <= 1 else { throw invalid }
         if let i = out.firstIndex(of: -1) {
-            let known = out.enumerated().filter { $0.offset != i }.map(\.element).reduce(1, *)
-            guard known > 0, count % known == 0 else { throw node.mismatch("cannot reshape \(shape) to \(spec)") }
+            // Products from data are checked: a hostile spec must not overflow.
+            guard let known = MemoryLimit.elements(out.enumerated().filter { $0.offset != i }.map(\.element)),
+                  known > 0, count % known == 0 else { throw invalid }
             out[i] = count / known
         }
-        guard out.allSatisfy({ $0 >= 0 }), out.reduce(1, *) == count else { throw node.mismatch("cannot reshape \(shape) to \(spec)") }
+        guard out.allSatisfy({ $0 >= 0 }), MemoryLimit.elements(out) == count, ONNXNetwork.dimensionsFit(out) else { throw invalid }
         return out
     }
 
@@ -416,7 +452,7 @@ extension ONNXNetwork {
         if axis < 0 { axis += shape.count }
         guard axis >= 0 && axis < shape.count else { throw node.mismatch("axis \(axis) for rank \(shape.count)") }
         let n = shape[axis]
-        let indices = try indicesValue.integers().map { i -> Int in
+        let indices = try indicesValue.integers(node).map { i -> Int in
             let j = i < 0 ? i + n : i
             guard j >= 0 && j < n else { throw node.mismatch("index \(i) out of range for \(n)") }
             return j
@@ -442,10 +478,10 @@ extension ONNXNetwork {
             starts = node.ints("starts") ?? []; ends = node.ints("ends") ?? []
             axes = node.ints("axes") ?? Array(0..<starts.count); steps = [Int](repeating: 1, count: starts.count)
         } else {
-            starts = inputs.count > 1 ? inputs[1]?.integers() ?? [] : []
-            ends = inputs.count > 2 ? inputs[2]?.integers() ?? [] : []
-            axes = (inputs.count > 3 ? inputs[3]?.integers() : nil) ?? Array(0..<starts.count)
-            steps = (inputs.count > 4 ? inputs[4]?.integers() : nil) ?? [Int](repeating: 1, count: starts.count)
+            starts = try (inputs.count > 1 ? inputs[1]?.integers(node) : nil) ?? []
+            ends = try (inputs.count > 2 ? inputs[2]?.integers(node) : nil) ?? []
+            axes = try (inputs.count > 3 ? inputs[3]?.integers(node) : nil) ?? Array(0..<starts.count)
+            steps = try (inputs.count > 4 ? inputs[4]?.integers(node) : nil) ?? [Int](repeating: 1, count: starts.count)
         }
         guard starts.count == ends.count, axes.count == starts.count, steps.count == starts.count else {
             throw node.mismatch("starts, ends, axes and steps differ in length")
@@ -480,11 +516,14 @@ extension ONNXNetwork {
             pads = node.ints("pads") ?? node.ints("paddings") ?? []
             value = node.float("value", 0)
         } else {
-            pads = inputs.count > 1 ? inputs[1]?.integers() ?? [] : []
-            if inputs.count > 2, let v = inputs[2] { value = v.tensor(node).data[0] }
+            pads = try (inputs.count > 1 ? inputs[1]?.integers(node) : nil) ?? []
+            if inputs.count > 2, let v = inputs[2] { value = try v.scalar(node, "constant_value") }
             if inputs.count > 3, let axesValue = inputs[3] {
                 // Pads given for some axes only (opset 18): spread them over all axes.
-                let axes = axesValue.integers().map { $0 < 0 ? $0 + t.rank : $0 }
+                let axes = try axesValue.integers(node).map { $0 < 0 ? $0 + t.rank : $0 }
+                guard pads.count == 2 * axes.count, axes.allSatisfy({ $0 >= 0 && $0 < t.rank }), Set(axes).count == axes.count else {
+                    throw node.mismatch("pads \(pads) for axes \(axes) of rank \(t.rank); valid: two pads per distinct axis")
+                }
                 var full = [Int](repeating: 0, count: 2 * t.rank)
                 for (k, a) in axes.enumerated() { full[a] = pads[k]; full[a + t.rank] = pads[k + axes.count] }
                 pads = full
@@ -509,7 +548,9 @@ extension ONNXNetwork {
 
     /// Per-tensor or per-axis (q - zero) * scale.
     static func dequantize(_ node: ONNXNode, _ q: Tensor, scale: Tensor, zeroPoint: Tensor?, axis axisIn: Int? = nil) throws -> Tensor {
+        guard scale.count >= 1 else { throw node.mismatch("the scale is an empty tensor") }
         if scale.count == 1 {
+            guard zeroPoint.map({ $0.count >= 1 }) ?? true else { throw node.mismatch("the zero point is an empty tensor") }
             let z = zeroPoint?.data[0] ?? 0, s = scale.data[0]
             return q.shifted(by: -z).scaled(by: s)
         }
@@ -521,13 +562,17 @@ extension ONNXNetwork {
         var shape = [Int](repeating: 1, count: q.rank)
         shape[axis] = scale.count
         let s = scale.reshaped(shape)
-        if let zeroPoint { return (q - zeroPoint.reshaped(shape)) * s }
+        if let zeroPoint {
+            guard zeroPoint.count == scale.count else { throw node.mismatch("zero point of \(zeroPoint.count) for \(scale.count) scales") }
+            return (q - zeroPoint.reshaped(shape)) * s
+        }
         return q * s
     }
 
     /// Round half to even of x / scale + zero, saturated to uint8 or int8, kept as float values.
     static func quantize(_ node: ONNXNode, _ x: Tensor, scale: Tensor, zeroPoint: Tensor?, signed: Bool) throws -> Tensor {
         guard scale.count == 1 else { throw node.unsupported("per-axis output quantisation") }
+        guard zeroPoint.map({ $0.count >= 1 }) ?? true else { throw node.mismatch("the zero point is an empty tensor") }
         let s = scale.data[0], z = zeroPoint?.data[0] ?? 0
         let lo: Float = signed ? -128 : 0, hi: Float = signed ? 127 : 255
         // The straight-through gradient passes d/dx of x / s inside the representable range.

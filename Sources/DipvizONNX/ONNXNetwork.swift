@@ -14,10 +14,43 @@ public final class ONNXNetwork {
     public private(set) var layers: [ONNXLayer] = []
     let producers: [String: Int]
     let opset: Int
+    /// Tensor by layer alias and by node name, for `resolve` in constant time.
+    private var aliasTensors: [String: String] = [:]
+    private var nodeOutputs: [String: String] = [:]
 
     public init(model: ONNXModel) throws {
         self.model = model
         opset = model.defaultOpset
+        var built: (constants: [String: ONNXValue], nodes: [ONNXNode])? = nil
+        try ONNXError.located(model.source) { built = try ONNXNetwork.build(model) }
+        constants = built!.constants
+        nodes = built!.nodes
+        var producers: [String: Int] = [:]
+        producers.reserveCapacity(nodes.count)
+        aliasTensors.reserveCapacity(nodes.count)
+        nodeOutputs.reserveCapacity(nodes.count)
+        for (i, node) in nodes.enumerated() { for o in node.outputs where !o.isEmpty { producers[o] = i } }
+        self.producers = producers
+        layers = ONNXLayer.assignNames(nodes, constants: constants)
+        for layer in layers { for alias in layer.aliases where aliasTensors[alias] == nil { aliasTensors[alias] = layer.tensor } }
+        for node in nodes where nodeOutputs[node.name] == nil { if let out = node.outputs.first { nodeOutputs[node.name] = out } }
+    }
+
+    /// Declared input sizes are what callers allocate for (inspect's zeros, resized images):
+    /// each must fit the memory limit, and a dimension near Int.max must not overflow.
+    static func checkInputs(_ model: ONNXModel) throws {
+        for input in model.graph.dataInputs {
+            guard let shape = input.shape else { continue }
+            // Unknown, zero or negative dimensions are wildcards (run() accepts any size there).
+            let known = shape.map { d -> Int in guard let d, d > 0 else { return 1 }; return d }
+            let text = shape.map { $0.map(String.init) ?? "?" }.joined(separator: "x")
+            try ONNXError.checkMemory(shape: known, what: "input '\(input.name)' declared \(text)")
+        }
+    }
+
+    /// Validates, orders and folds the graph: the nodes left to run and the constants.
+    private static func build(_ model: ONNXModel) throws -> (constants: [String: ONNXValue], nodes: [ONNXNode]) {
+        try checkInputs(model)
         var constants = model.graph.initializers
         var known = Set(constants.keys).union(model.graph.inputs.map(\.name))
         known.insert("")
@@ -45,12 +78,7 @@ public final class ONNXNetwork {
                 remaining.append(node)
             }
         }
-        self.constants = constants
-        nodes = remaining
-        var producers: [String: Int] = [:]
-        for (i, node) in remaining.enumerated() { for o in node.outputs where !o.isEmpty { producers[o] = i } }
-        self.producers = producers
-        layers = ONNXLayer.assignNames(remaining, constants: constants)
+        return (constants, remaining)
     }
 
     public convenience init(path: String) throws {
@@ -68,31 +96,45 @@ public final class ONNXNetwork {
     /// Nodes kept in the graph even with constant inputs (none today; Dropout in training would be one).
     static let neverFolded: Set<String> = []
 
+    /// Kahn's algorithm in linear time. The order is the one repeated passes over the node list
+    /// would give (each pass takes, in file order, every node whose inputs exist by then), so a
+    /// file already in order keeps its order and the layer names do not depend on the algorithm.
     static func topologicalOrder(_ nodes: [ONNXNode], available: Set<String>) throws -> [ONNXNode] {
-        var produced = available
-        var pending = nodes
-        var order: [ONNXNode] = []
-        order.reserveCapacity(nodes.count)
-        while !pending.isEmpty {
-            var next: [ONNXNode] = []
-            var progressed = false
-            for node in pending {
-                if node.inputs.allSatisfy({ produced.contains($0) }) {
-                    order.append(node)
-                    node.outputs.forEach { produced.insert($0) }
-                    progressed = true
-                } else {
-                    next.append(node)
+        // Consumers of each missing name, and how many distinct missing names each node waits for.
+        var consumers: [String: [Int]] = [:]
+        consumers.reserveCapacity(nodes.count)
+        var waiting = [Int](repeating: 0, count: nodes.count)
+        for (i, node) in nodes.enumerated() {
+            for (k, name) in node.inputs.enumerated() where !available.contains(name) && !node.inputs[..<k].contains(name) {
+                consumers[name, default: []].append(i)
+                waiting[i] += 1
+            }
+        }
+        // pass[i]: the pass that would take node i; a producer later in the file pushes its
+        // consumer to the next pass, an earlier one keeps it in the same pass.
+        var pass = [Int](repeating: 0, count: nodes.count)
+        var ready = (0..<nodes.count).filter { waiting[$0] == 0 }
+        var produced = Set<String>(minimumCapacity: nodes.count)
+        var taken: [Int] = []
+        taken.reserveCapacity(nodes.count)
+        while let i = ready.popLast() {
+            taken.append(i)
+            for name in nodes[i].outputs where produced.insert(name).inserted {
+                for c in consumers[name] ?? [] {
+                    pass[c] = Swift.max(pass[c], pass[i] + (i > c ? 1 : 0))
+                    waiting[c] -= 1
+                    if waiting[c] == 0 { ready.append(c) }
                 }
             }
-            guard progressed else {
-                let node = next[0]
-                let missing = node.inputs.first { !produced.contains($0) } ?? "?"
-                throw ONNXError.missingInput(node: node.name.isEmpty ? node.opType : node.name, input: missing)
-            }
-            pending = next
         }
-        return order
+        guard taken.count == nodes.count else {
+            let done = Set(taken)
+            let i = (0..<nodes.count).first { !done.contains($0) }!
+            let node = nodes[i]
+            let missing = node.inputs.first { !available.contains($0) && !produced.contains($0) } ?? "?"
+            throw ONNXError.missingInput(node: node.name.isEmpty ? node.opType : node.name, input: missing)
+        }
+        return taken.sorted { (pass[$0], $0) < (pass[$1], $1) }.map { nodes[$0] }
     }
 
     /// The graph's data input (the image).
@@ -100,9 +142,9 @@ public final class ONNXNetwork {
 
     /// Tensor name for a layer alias, node name or tensor name.
     public func resolve(_ name: String) throws -> String {
-        if let layer = layers.first(where: { $0.aliases.contains(name) }) { return layer.tensor }
+        if let tensor = aliasTensors[name] { return tensor }
         if producers[name] != nil || constants[name] != nil || model.graph.inputs.contains(where: { $0.name == name }) { return name }
-        if let node = nodes.first(where: { $0.name == name }), let out = node.outputs.first { return out }
+        if let out = nodeOutputs[name] { return out }
         throw ONNXError.unknownTensor(name: name, valid: layers.flatMap { $0.aliases } + nodes.compactMap { $0.outputs.first })
     }
 
@@ -114,30 +156,42 @@ public final class ONNXNetwork {
     /// `observe` sees every value computed, in order (for shape reports).
     public func run(_ inputs: [String: Tensor], outputs requested: [String],
                     observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: Tensor] {
+        try execute(inputs, outputs: requested, keepOutputs: true, observe: observe)
+    }
+
+    /// `run`; without `keepOutputs` every value is released after its last use and nothing is
+    /// returned, so that observing all layers (inspect) holds only the live values in memory.
+    func execute(_ inputs: [String: Tensor], outputs requested: [String], keepOutputs: Bool,
+                 observe: ((String, ONNXValue) -> Void)?) throws -> [String: Tensor] {
         var values: [String: ONNXValue] = [:]
+        values.reserveCapacity(Swift.min(nodes.count, 1 << 20))
         for info in model.graph.dataInputs {
             guard let t = inputs[info.name] else { throw ONNXError.inputMismatch("missing input '\(info.name)'") }
             if let shape = info.shape {
                 let ok = shape.count == t.rank && zip(shape, t.shape).allSatisfy { $0 == nil || $0! == $1 || $0! <= 0 }
                 guard ok else {
-                    throw ONNXError.inputMismatch("input '\(info.name)' expects shape \(shape.map { $0.map(String.init) ?? "?" }), got \(t.shape)")
+                    let expected = shape.map { d in d.flatMap { $0 > 0 ? String($0) : nil } ?? "?" }.joined(separator: "x")
+                    throw ONNXError.inputMismatch("input '\(info.name)' expects shape \(expected) (? is any size), got \(t.shape.map(String.init).joined(separator: "x"))")
                 }
             }
             values[info.name] = .float(t)
         }
         let targets = try requested.map { try resolve($0) }
         // Mark the nodes the targets depend on.
-        var needed = Set<Int>()
+        var needed = [Bool](repeating: false, count: nodes.count)
         var stack = targets.compactMap { producers[$0] }
         while let i = stack.popLast() {
-            guard needed.insert(i).inserted else { continue }
+            guard !needed[i] else { continue }
+            needed[i] = true
             for input in nodes[i].inputs { if let p = producers[input] { stack.append(p) } }
         }
+        let order = needed.indices.filter { needed[$0] }
         // Release intermediate values once their last consumer ran.
         var lastUse: [String: Int] = [:]
-        for i in needed.sorted() { for input in nodes[i].inputs { lastUse[input] = i } }
-        let keep = Set(targets)
-        for i in needed.sorted() {
+        lastUse.reserveCapacity(order.count)
+        for i in order { for input in nodes[i].inputs { lastUse[input] = i } }
+        let keep = keepOutputs ? Set(targets) : []
+        for i in order {
             let node = nodes[i]
             var args: [ONNXValue?] = []
             for name in node.inputs {
@@ -155,7 +209,7 @@ public final class ONNXNetwork {
             for name in node.inputs where lastUse[name] == i && !keep.contains(name) { values[name] = nil }
         }
         var result: [String: Tensor] = [:]
-        for (asked, name) in zip(requested, targets) {
+        for (asked, name) in zip(requested, targets) where keepOutputs {
             guard let v = values[name] ?? constants[name] else { throw ONNXError.unknownTensor(name: asked, valid: []) }
             switch v {
             case .float(let t): result[asked] = t

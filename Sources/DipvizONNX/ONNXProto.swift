@@ -10,13 +10,17 @@ extension ONNXModel {
     /// Reads and decodes a model file; external data files are resolved next to it.
     public static func load(path: String) throws -> ONNXModel {
         let url = URL(fileURLWithPath: path)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
-            throw ONNXError.unreadable(path: path, reason: "no such file")
+        // A FIFO or device given as the model would block or never end: read regular files only.
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw ONNXError.unreadable(path: path, reason: FileErrors.describe(errno: errno))
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw ONNXError.unreadable(path: path, reason: FileErrors.kind(info.st_mode) + ", not a model file")
         }
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw ONNXError.unreadable(path: path, reason: error.localizedDescription)
+            throw ONNXError.unreadable(path: path, reason: FileErrors.describe(error))
         }
         return try decode(data, source: path, directory: url.deletingLastPathComponent().path)
     }
@@ -44,9 +48,11 @@ extension ONNXModel {
             metadata[string(e.key)] = string(e.value)
         }
         let reader = TensorReader(directory: directory, source: source)
+        var decoded: ONNXGraph? = nil
+        try ONNXError.located(source) { decoded = try decodeGraph(graph.pointee, reader: reader) }
         return ONNXModel(irVersion: Int(model.pointee.ir_version), opsets: opsets,
                          producer: string(model.pointee.producer_name), metadata: metadata,
-                         graph: try decodeGraph(graph.pointee, reader: reader), source: source)
+                         graph: decoded!, source: source)
     }
 
     static func decodeGraph(_ g: Onnx__GraphProto, reader: TensorReader) throws -> ONNXGraph {
@@ -87,7 +93,9 @@ extension ONNXModel {
         case 1: return .float(a.f)
         case 2: return .int(Int(a.i))
         case 3: return .string(bytesString(a.s))
-        case 4: return .tensor(try reader.value(a.t!.pointee))
+        case 4:
+            guard let t = a.t else { throw ONNXError.malformed("attribute '\(string(a.name))' is a tensor attribute without a tensor") }
+            return .tensor(try reader.value(t.pointee))
         case 6: return .floats(Array(UnsafeBufferPointer(start: a.floats, count: a.n_floats)))
         case 7: return .ints(UnsafeBufferPointer(start: a.ints, count: a.n_ints).map { Int($0) })
         case 8: return .strings((0..<a.n_strings).map { bytesString(a.strings[$0]) })
@@ -134,16 +142,23 @@ struct TensorReader {
     func value(_ t: Onnx__TensorProto) throws -> ONNXValue {
         let name = ONNXModel.string(t.name)
         let dims = UnsafeBufferPointer(start: t.dims, count: t.n_dims).map { Int($0) }
-        guard dims.allSatisfy({ $0 >= 0 }) else { throw ONNXError.malformed("tensor '\(name)' has negative dimensions \(dims)") }
-        let (count, overflow) = dims.reduce((1, false)) { acc, d in
-            let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
+        guard dims.allSatisfy({ $0 >= 0 }) else {
+            throw ONNXError.malformed("tensor '\(name)' has negative dimensions \(dims); dimensions are 0 or more")
         }
-        guard !overflow, count < 1 << 31 else { throw ONNXError.malformed("tensor '\(name)' is too large (\(dims))") }
+        guard ONNXNetwork.dimensionsFit(dims) else {
+            throw ONNXError.malformed("tensor '\(name)' has dimensions \(dims) whose product overflows 64 bits")
+        }
         let type = Int(t.data_type)
+        let width = try TensorReader.width(type, tensor: name)
+        // Integer tensors become [Int] (8 bytes an element), everything else float32.
+        let engineWidth = [6, 7, 12, 13].contains(type) ? 8 : 4
+        try ONNXError.checkMemory(shape: dims, bytesPerElement: Swift.max(width, engineWidth),
+                                  what: "tensor '\(name)' of shape \(dims)")
+        let count = MemoryLimit.elements(dims)!
         var raw: UnsafeRawBufferPointer? = nil
         var external: Data? = nil
         if t.has_data_location != 0 && t.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
-            external = try readExternal(t, name: name)
+            external = try readExternal(t, name: name, expectedBytes: count * width)
         } else if t.has_raw_data != 0 {
             raw = UnsafeRawBufferPointer(start: t.raw_data.data, count: t.raw_data.len)
         }
@@ -151,16 +166,20 @@ struct TensorReader {
         return try convert(name: name, type: type, dims: dims, count: count, raw: raw, t)
     }
 
+    /// Bytes per element of an ONNX data type as stored in a file.
+    static func width(_ type: Int, tensor: String) throws -> Int {
+        switch type {
+        case 1, 6, 12: return 4
+        case 2, 3, 9: return 1
+        case 4, 5, 10, 16: return 2
+        case 7, 11, 13: return 8
+        default: throw ONNXError.unsupportedDataType(tensor: tensor, type: type)
+        }
+    }
+
     private func convert(name: String, type: Int, dims: [Int], count: Int, raw: UnsafeRawBufferPointer?,
                          _ t: Onnx__TensorProto) throws -> ONNXValue {
-        let width: Int
-        switch type {
-        case 1, 6, 12: width = 4
-        case 2, 3, 9: width = 1
-        case 4, 5, 10, 16: width = 2
-        case 7, 11, 13: width = 8
-        default: throw ONNXError.unsupportedDataType(tensor: name, type: type)
-        }
+        let width = try TensorReader.width(type, tensor: name)
         if let raw {
             guard raw.count == count * width else {
                 throw ONNXError.malformed("tensor '\(name)' holds \(raw.count) bytes, \(dims) of \(ONNXError.typeName(type)) needs \(count * width)")
@@ -225,37 +244,81 @@ struct TensorReader {
         }
     }
 
-    private func readExternal(_ t: Onnx__TensorProto, name: String) throws -> Data {
+    /// Reads `expectedBytes` of a tensor's external data. Only a regular file inside the model's
+    /// folder (after resolving links) is read: a model must not make dipviz read other files,
+    /// block on a FIFO or stream a device without end.
+    private func readExternal(_ t: Onnx__TensorProto, name: String, expectedBytes: Int) throws -> Data {
+        func refuse(_ detail: String) -> ONNXError { .externalData(model: source, tensor: name, detail: detail) }
         var location = "", offset = 0, length: Int? = nil
         for i in 0..<t.n_external_data {
             let e = t.external_data[i]!.pointee
             let key = ONNXModel.string(e.key), value = ONNXModel.string(e.value)
             switch key {
             case "location": location = value
-            case "offset": offset = Int(value) ?? 0
-            case "length": length = Int(value)
+            case "offset", "length":
+                guard let v = Int(value.trimmingCharacters(in: .whitespaces)), v >= 0 else {
+                    throw refuse("has \(key) '\(value)'; it must be a whole number of bytes, 0 or more")
+                }
+                if key == "offset" { offset = v } else { length = v }
             default: break
             }
         }
         guard !location.isEmpty, !location.hasPrefix("/"), !location.split(separator: "/").contains("..") else {
-            throw ONNXError.malformed("tensor '\(name)' has external data at '\(location)': a relative path inside the model's folder is required")
+            throw refuse("is at '\(location)'; a relative path inside the model's folder is required")
         }
-        guard let directory else { throw ONNXError.malformed("tensor '\(name)' has external data but the model was not read from a file") }
+        guard let directory else { throw refuse("cannot be read: the model was not read from a file") }
         let path = (directory as NSString).appendingPathComponent(location)
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw ONNXError.unreadable(path: path, reason: "external data of tensor '\(name)' is missing")
+        guard let folder = TensorReader.resolved(directory) else { throw refuse("cannot be read: the model's folder is unreadable") }
+        guard let file = TensorReader.resolved(path) else {
+            throw refuse("is missing: \(path) (\(FileErrors.describe(errno: errno)))")
         }
-        defer { try? handle.close() }
-        do {
-            try handle.seek(toOffset: UInt64(offset))
-            let data = try (length.map { try handle.read(upToCount: $0) } ?? handle.readToEnd()) ?? Data()
-            if let length, data.count != length {
-                throw ONNXError.malformed("external data of tensor '\(name)' is truncated (\(data.count) of \(length) bytes)")
+        guard file.hasPrefix(folder.hasSuffix("/") ? folder : folder + "/") else {
+            throw refuse("at '\(location)' leads outside the model's folder (to \(file)); only files inside it are read")
+        }
+        var info = stat()
+        guard stat(file, &info) == 0 else { throw refuse("cannot be read: \(path) (\(FileErrors.describe(errno: errno)))") }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw refuse("at '\(location)' is \(FileErrors.kind(info.st_mode)); only regular files are read")
+        }
+        // O_NONBLOCK: should the file be swapped for a FIFO after the check, opening it must not hang.
+        let fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw refuse("cannot be read: \(path) (\(FileErrors.describe(errno: errno)))") }
+        defer { close(fd) }
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw refuse("at '\(location)' is not a regular file; only regular files are read")
+        }
+        let size = Int(info.st_size)
+        guard offset <= size else {
+            throw refuse("starts at byte \(offset) of '\(location)', which has \(size) bytes")
+        }
+        let available = size - offset
+        if let length, length > available {
+            throw refuse("needs bytes \(offset)..<\(offset + length) of '\(location)', which has \(size) bytes (truncated)")
+        }
+        let stored = length ?? available
+        guard stored == expectedBytes else {
+            throw refuse("has \(stored) bytes in '\(location)'; its shape and type need \(expectedBytes)")
+        }
+        var data = Data(count: expectedBytes)
+        let done = data.withUnsafeMutableBytes { buffer -> Int in
+            var done = 0
+            while done < expectedBytes {
+                let n = pread(fd, buffer.baseAddress! + done, expectedBytes - done, off_t(offset + done))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                done += n
             }
-            return data
-        } catch let e as ONNXError { throw e } catch {
-            throw ONNXError.unreadable(path: path, reason: error.localizedDescription)
+            return done
         }
+        guard done == expectedBytes else { throw refuse("is truncated: read \(done) of \(expectedBytes) bytes from '\(location)'") }
+        return data
+    }
+
+    /// The absolute path with every link resolved, or nil (errno set) when it does not exist.
+    static func resolved(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
     }
 
     static func halfToFloat(_ h: UInt16, bfloat: Bool) -> Float {

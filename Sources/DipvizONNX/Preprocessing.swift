@@ -45,8 +45,11 @@ public struct Preprocessing: Codable, Equatable, Sendable {
                 p.origin = "metadata"
                 try p.validate()
                 return p
-            } catch let e as ONNXError { throw e } catch {
-                throw ONNXError.malformed("metadata \(metadataKey) is not valid preprocessing JSON: \(error)")
+            } catch let e as ONNXError {
+                throw model.source == "<memory>" ? e : ONNXError.inFile(model.source, e)
+            } catch {
+                let e = ONNXError.malformed("metadata \(metadataKey) \(Preprocessing.explain(error)); valid: \(validJSON)")
+                throw model.source == "<memory>" ? e : ONNXError.inFile(model.source, e)
             }
         }
         let producer = model.producer.lowercased()
@@ -58,11 +61,46 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     }
 
     public func validate() throws {
-        guard mean.count == 3, std.count == 3, std.allSatisfy({ $0 > 0 }), scale > 0 else {
-            throw ONNXError.malformed("preprocessing needs 3 means, 3 positive standard deviations and a positive scale")
+        guard mean.count == 3, std.count == 3, std.allSatisfy({ $0 > 0 && $0.isFinite }), mean.allSatisfy(\.isFinite),
+              scale > 0, scale.isFinite else {
+            throw ONNXError.inputMismatch("preprocessing (\(Preprocessing.metadataKey) or options) needs 3 finite means, 3 positive finite standard deviations and a positive scale; "
+                + "got mean \(mean), std \(std), scale \(scale)")
         }
-        if let s = inputSize, s.count != 2 || s.contains(where: { $0 <= 0 }) {
-            throw ONNXError.malformed("input_size must be [height, width], got \(s)")
+        if let s = inputSize {
+            guard s.count == 2, !s.contains(where: { $0 <= 0 }) else {
+                throw ONNXError.inputMismatch("preprocessing input_size must be [height, width] of positive numbers, got \(s)")
+            }
+            // Images are resized to this size: it must fit in memory as a 3-channel float tensor.
+            try ONNXError.checkMemory(shape: [1, 3, s[0], s[1]], what: "input_size \(s[0])x\(s[1])")
+        }
+    }
+
+    static let validJSON = #"{"channel_order": "RGB" or "BGR", "scale": 1 or 255, "mean": [3 numbers], "std": [3 numbers], "input_size": [height, width] (optional)}"#
+
+    /// A JSON decoding failure in a few words (never the raw DecodingError dump).
+    static func explain(_ error: Error) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return keys.isEmpty ? "the value" : "'" + keys.joined(separator: ".").replacingOccurrences(of: ".[", with: "[") + "'"
+        }
+        switch error {
+        case DecodingError.keyNotFound(let key, _): return "lacks '\(key.stringValue)'"
+        case DecodingError.typeMismatch(let type, let context): return "has the wrong type for \(path(context)) (expected \(name(type)))"
+        case DecodingError.valueNotFound(let type, let context): return "has null for \(path(context)) (expected \(name(type)))"
+        case DecodingError.dataCorrupted(let context):
+            if context.codingPath.isEmpty { return "is not valid JSON" }
+            return "has an invalid value for \(path(context))"
+        default: return "is not valid preprocessing JSON"
+        }
+    }
+
+    private static func name(_ type: Any.Type) -> String {
+        switch type {
+        case is Float.Type, is Double.Type: return "a number"
+        case is Int.Type: return "a whole number"
+        case is String.Type: return "a string"
+        case is [Float].Type, is [Int].Type: return "a list of numbers"
+        default: return "\(type)".lowercased()
         }
     }
 

@@ -3,11 +3,15 @@ import Foundation
 public enum NPYError: Error, CustomStringConvertible, Equatable {
     case unreadable(path: String, reason: String)
     case invalid(path: String, reason: String)
+    case unwritable(path: String, reason: String)
+    case tooLarge(AllocationError)
 
     public var description: String {
         switch self {
         case let .unreadable(path, reason): return "cannot read \(path): \(reason)"
         case let .invalid(path, reason): return "\(path) is not a supported .npy file: \(reason)"
+        case let .unwritable(path, reason): return "cannot write \(path): \(reason)"
+        case let .tooLarge(e): return e.description
         }
     }
 }
@@ -16,8 +20,11 @@ public enum NPYError: Error, CustomStringConvertible, Equatable {
 /// (as float32); float32 is written.
 extension Tensor {
     public static func readNPY(path: String) throws -> Tensor {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw NPYError.unreadable(path: path, reason: "no such file or not readable")
+        // A FIFO would block and a device may never end: only regular files are read.
+        if let why = FileErrors.notRegular(path) { throw NPYError.unreadable(path: path, reason: why) }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+            throw NPYError.unreadable(path: path, reason: FileErrors.describe(error))
         }
         return try decodeNPY(data, name: path)
     }
@@ -28,6 +35,9 @@ extension Tensor {
             throw NPYError.invalid(path: name, reason: "missing the NUMPY magic string")
         }
         let major = bytes[6]
+        guard (1...3).contains(major) else {
+            throw NPYError.invalid(path: name, reason: "format version \(major) (supported: 1, 2, 3)")
+        }
         let headerLength: Int, start: Int
         if major == 1 {
             headerLength = Int(bytes[8]) | Int(bytes[9]) << 8; start = 10
@@ -47,7 +57,8 @@ extension Tensor {
         if let order = field("fortran_order"), order.hasPrefix("True") {
             throw NPYError.invalid(path: name, reason: "Fortran-ordered arrays are not supported; save with C order")
         }
-        guard let shapeText = field("shape"), let open = shapeText.firstIndex(of: "("), let close = shapeText.firstIndex(of: ")") else {
+        guard let shapeText = field("shape"), let open = shapeText.firstIndex(of: "("),
+              let close = shapeText[open...].firstIndex(of: ")") else {
             throw NPYError.invalid(path: name, reason: "no shape in header")
         }
         let dims = try shapeText[shapeText.index(after: open)..<close].split(separator: ",").map { part -> Int in
@@ -56,17 +67,21 @@ extension Tensor {
             }
             return d
         }
-        let count = dims.reduce(1, *)
         let width: Int
         switch descr {
         case "<f4", "<i4": width = 4
         case "<f8", "<i8": width = 8
         default: throw NPYError.invalid(path: name, reason: "dtype \(descr) (supported: <f4, <f8, <i4, <i8)")
         }
+        // The header's shape is checked against the file before anything is allocated.
         let body = start + headerLength
-        guard bytes.count - body >= count * width else {
-            throw NPYError.invalid(path: name, reason: "\(bytes.count - body) data bytes for \(dims) of \(descr)")
+        guard let count = MemoryLimit.elements(dims), case let (needed, false) = count.multipliedReportingOverflow(by: width) else {
+            throw NPYError.invalid(path: name, reason: "shape \(dims) has more elements than a 64-bit size can count")
         }
+        guard bytes.count - body >= needed else {
+            throw NPYError.invalid(path: name, reason: "\(bytes.count - body) data bytes for \(dims) of \(descr), which needs \(needed) (truncated?)")
+        }
+        do { try MemoryLimit.check(shape: dims, what: "\(name) (\(dims))") } catch let e as AllocationError { throw NPYError.tooLarge(e) }
         let t = Tensor(zeros: dims)
         bytes.withUnsafeBytes { raw in
             let p = UnsafeRawBufferPointer(rebasing: raw[body...])
@@ -97,8 +112,12 @@ extension Tensor {
     }
 
     public func writeNPY(path: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw NPYError.unwritable(path: path, reason: "it is a directory; give a file name such as out.npy")
+        }
         do { try encodeNPY().write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw NPYError.unreadable(path: path, reason: "cannot write: \(error.localizedDescription)")
+            throw NPYError.unwritable(path: path, reason: FileErrors.describe(error))
         }
     }
 }

@@ -37,14 +37,26 @@ struct Inspect: ParsableCommand {
              Inspect.compact(r.parameters), Inspect.compact(r.macs), r.receptiveField.map(String.init) ?? "all", String(r.stride)]
         }
         let widths = header.indices.map { i in ([header[i]] + table.map { $0[i] }).map(\.count).max()! }
+        // Plain Swift padding and trimming: Foundation's regex and NSString padding per row made
+        // a 100,000-layer table take seconds.
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+            var text = ""
+            for (i, cell) in cells.enumerated() {
+                if i > 0 { text += "  " }
+                text += cell
+                text += String(repeating: " ", count: Swift.max(0, widths[i] - cell.count))
+            }
+            while let last = text.last, last.isWhitespace { text.removeLast() }
+            return text
         }
-        print(line(header))
-        table.forEach { print(line($0)) }
-        let params = rows.reduce(0) { $0 + $1.parameters }
-        print("total: \(Inspect.compact(params)) parameters, \(Inspect.compact(rows.reduce(0) { $0 + $1.macs })) MACs")
+        var out = line(header) + "\n"
+        for row in table { out += line(row); out += "\n" }
+        print(out, terminator: "")
+        // Totals stick at Int.max rather than trap on a hostile graph's sizes.
+        func total(_ values: [Int]) -> Int {
+            values.reduce(0) { let (v, overflow) = $0.addingReportingOverflow($1); return overflow ? Int.max : v }
+        }
+        print("total: \(Inspect.compact(total(rows.map(\.parameters)))) parameters, \(Inspect.compact(total(rows.map(\.macs)))) MACs")
     }
 
     static func compact(_ n: Int) -> String {

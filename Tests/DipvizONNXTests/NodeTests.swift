@@ -117,7 +117,14 @@ struct NodeTests {
           arguments: NodeTests.cases)
     func node(_ name: String) {
         let outcome = runCase(TestData.nodeDirectory + "/" + name)
-        if NodeTests.differing.contains(where: { name.contains($0.0) }) { return }
+        if let reason = NodeTests.differing.first(where: { name.contains($0.0) }) {
+            // Reported as a known issue while the numbers differ; once they agree, withKnownIssue
+            // fails the test so that the entry is removed.
+            withKnownIssue("\(name): \(reason.1)") {
+                #expect(outcome == .passed, "\(name)")
+            }
+            return
+        }
         if let reason = NodeTests.refused.first(where: { name.contains($0.0) }) {
             guard case .rejected = outcome else {
                 Issue.record("\(name) should be refused (\(reason.1)), got \(outcome)"); return

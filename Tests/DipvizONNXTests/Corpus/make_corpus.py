@@ -68,6 +68,67 @@ ext = helper.make_model(helper.make_graph(
     initializer=[numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(3, 2, 1, 1) / 10, "w"),
                  numpy_helper.from_array(np.array([1, 2, 3], dtype=np.float32), "b")]),
     producer_name="dipviz corpus", opset_imports=[helper.make_opsetid("", 13)])
+# onnx appends to an existing data file: start from none.
+if os.path.exists(os.path.join(HERE, "External", "external.weights")):
+    os.remove(os.path.join(HERE, "External", "external.weights"))
 onnx.save(ext, os.path.join(HERE, "External", "external.onnx"), save_as_external_data=True,
           all_tensors_to_one_file=True, location="external.weights", size_threshold=0)
 print("external-data model written")
+
+# Hostile models (Hostile/): each must be refused with a typed error. The checker is not run on
+# them, since most are invalid on purpose.
+HOSTILE = os.path.join(HERE, "Hostile")
+os.makedirs(HOSTILE, exist_ok=True)
+
+
+def hostile(name, nodes, inits, inputs=None, outputs=None):
+    graph = helper.make_graph(nodes, name, inputs if inputs is not None else [x],
+                              outputs or [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    model = helper.make_model(graph, producer_name="dipviz corpus", opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, os.path.join(HOSTILE, f"{name}.onnx"))
+
+
+def external(name, dims, entries):
+    """A float initializer 'w' whose data is external, with the given external_data entries."""
+    t = TensorProto()
+    t.name = "w"
+    t.data_type = TensorProto.FLOAT
+    t.dims.extend(dims)
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in entries:
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return t
+
+
+add_w = [helper.make_node("Add", ["x", "w"], ["y"])]
+# 24 bytes of weights (six floats), next to the models that point into them.
+np.arange(6, dtype=np.float32).tofile(os.path.join(HOSTILE, "weights.bin"))
+hostile("external_negative_offset", add_w, [external("w", [6], [("location", "weights.bin"), ("offset", "-8"), ("length", "24")])])
+hostile("external_offset_not_a_number", add_w, [external("w", [6], [("location", "weights.bin"), ("offset", "eight")])])
+hostile("external_length_past_end", add_w, [external("w", [6], [("location", "weights.bin"), ("offset", "16"), ("length", "24")])])
+hostile("external_length_disagrees", add_w, [external("w", [4], [("location", "weights.bin"), ("length", "24")])])
+hostile("external_huge_shape", add_w, [external("w", [1 << 40, 1 << 20], [("location", "weights.bin")])])
+hostile("external_offset_past_end", add_w, [external("w", [6], [("location", "weights.bin"), ("offset", "9000000000000000000"), ("length", "24")])])
+hostile("external_link", add_w, [external("w", [6], [("location", "link.bin"), ("length", "24")])])
+
+
+def raw(name, dims, data=b""):
+    t = TensorProto()
+    t.name = name
+    t.data_type = TensorProto.FLOAT
+    t.dims.extend(dims)
+    t.raw_data = data
+    return t
+
+
+hostile("initializer_dims_overflow", add_w, [raw("w", [1 << 62, 1 << 62])])
+hostile("initializer_negative_dims", add_w, [raw("w", [-3, 2])])
+hostile("initializer_zero_then_overflow", [helper.make_node("Flatten", ["w"], ["y"], axis=1)], [raw("w", [0, 1 << 40, 1 << 40])])
+tensor_attribute = helper.make_attribute("value", 1.0)
+tensor_attribute.type = onnx.AttributeProto.TENSOR
+tensor_attribute.ClearField("f")
+node = helper.make_node("Constant", [], ["y"])
+node.attribute.append(tensor_attribute)
+hostile("tensor_attribute_without_tensor", [node], [])
+print("hostile models written")
