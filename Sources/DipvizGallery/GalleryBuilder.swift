@@ -70,7 +70,7 @@ public final class GalleryBuilder {
                     try? fm.removeItem(atPath: target)
                     try fm.moveItem(atPath: staging, toPath: target)
                 } catch {
-                    throw GalleryError.experiment("cannot copy \(source) to \(target): \(FileErrors.reason(error))")
+                    throw GalleryError.experiment("cannot copy \(source) to \(target): \(FileErrors.describe(error))")
                 }
                 copied += 1
                 break

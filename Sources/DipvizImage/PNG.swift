@@ -1,4 +1,5 @@
 import CPNG
+import DipvizTensor
 import Foundation
 
 /// An 8-bit RGB image, rows top to bottom, pixels interleaved (R, G, B).
@@ -31,6 +32,13 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
 /// 8-bit RGB (16-bit samples are scaled to 8 bits; transparency is composited onto white).
 public enum PNG {
     public static func read(path: String) throws -> RGBImage {
+        // A FIFO or device given by mistake would block or never end: only regular files of a
+        // sane size are read.
+        if let why = FileErrors.notRegular(path) { throw ImageError.unreadable(path: path, reason: why) }
+        var st = stat()
+        if stat(path, &st) == 0, st.st_size > 1 << 30 {
+            throw ImageError.unreadable(path: path, reason: "the file is \(st.st_size) bytes; PNGs up to 1 GiB are read")
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ImageError.unreadable(path: path, reason: "no such file or not readable")
         }

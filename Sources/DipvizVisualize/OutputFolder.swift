@@ -19,7 +19,7 @@ public final class ResultFolder {
             try FileManager.default.createDirectory(atPath: path + "/snapshots", withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: path + "/checkpoints", withIntermediateDirectories: true)
         } catch {
-            throw RunSpecError.file(path: path, reason: "cannot create the folder: \(FileErrors.reason(error))")
+            throw RunSpecError.file(path: path, reason: "cannot create the folder: \(FileErrors.describe(error))")
         }
         lockDescriptor = try FolderLock.acquire(path + "/.lock", what: "run folder \(path)")
     }

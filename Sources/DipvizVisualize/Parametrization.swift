@@ -1,3 +1,4 @@
+import DipvizONNX
 import DipvizPrior
 import DipvizTensor
 import Foundation
@@ -15,7 +16,13 @@ public enum PriorKind: String, Codable, Sendable, CaseIterable {
 /// What differs between priors, in one place: how the image is parametrised, how strongly
 /// the data term counts, and the defaults. Runs never test `prior == .dip`; they ask this.
 protocol PriorBehaviour: Sendable {
+    /// The prior's settings for a request, every default resolved.
+    func settings(for request: RunRequest, objective: Objective, size: Int, network: ONNXNetwork) throws -> PriorSpec
     func defaultIterations(_ spec: PriorSpec) -> Int
+    /// Checks the prior's fields (finite, positive, present where needed).
+    func validate(_ spec: PriorSpec) throws
+    /// The command-line flags that set these settings, or nil when flags cannot express them.
+    func commandArguments(_ spec: PriorSpec, standardPreset: String, size: Int) -> [String]?
     /// The optimised image (its state is what checkpoints hold).
     func parametrization(_ spec: PriorSpec, height: Int, width: Int, seed: UInt64, jitter: Int, iterations: Int) throws -> ImageParametrization
     /// The data term of an inversion for one layer, given the feature and its target.
@@ -38,7 +45,37 @@ extension PriorKind {
 
 /// The generator is the only regulariser: MSE per layer as in the paper's code, no jitter.
 struct DIPBehaviour: PriorBehaviour {
+    func settings(for request: RunRequest, objective: Objective, size: Int, network: ONNXNetwork) throws -> PriorSpec {
+        if request.dataWeight != nil {
+            throw RunSpecError.invalid(field: "data-weight", message: "the data weight C applies to the tv and pixel priors only")
+        }
+        let presetName = request.preset ?? (objective.kindName == "inversion" ? "inversion" : "maximization")
+        guard let preset = PriorConfiguration.presets[presetName] else {
+            throw RunSpecError.invalid(field: "preset", message: "unknown preset \(presetName); valid: \(PriorConfiguration.presets.keys.sorted().joined(separator: ", "))")
+        }
+        return PriorSpec(kind: .dip, generator: preset.fitted(toImageSize: size),
+                         learningRate: request.learningRate ?? RunSpec.defaultLearningRate(objective, network: network))
+    }
     func defaultIterations(_ spec: PriorSpec) -> Int { 3100 }
+    func validate(_ spec: PriorSpec) throws {
+        guard let generator = spec.generator, let lr = spec.learningRate else {
+            throw RunSpecError.invalid(field: "prior", message: "the dip prior needs a generator and a learning rate")
+        }
+        guard lr.isFinite, lr > 0 else { throw RunSpecError.invalid(field: "lr", message: "\(lr) is not valid; give a finite rate above 0") }
+        do { try generator.validate() } catch { throw RunSpecError.invalid(field: "generator", message: "\(error)") }
+        guard spec.tv == nil else { throw RunSpecError.invalid(field: "prior", message: "the dip prior takes no tv settings") }
+    }
+    func commandArguments(_ spec: PriorSpec, standardPreset: String, size: Int) -> [String]? {
+        guard let generator = spec.generator, let lr = spec.learningRate else { return nil }
+        var args: [String] = []
+        if generator != PriorConfiguration.presets[standardPreset]?.fitted(toImageSize: size) {
+            guard let name = PriorConfiguration.presets.keys.sorted().first(where: {
+                PriorConfiguration.presets[$0]?.fitted(toImageSize: size) == generator
+            }) else { return nil }
+            args += ["--preset", name]
+        }
+        return args + ["--lr", "\(lr)"]
+    }
     func parametrization(_ spec: PriorSpec, height: Int, width: Int, seed: UInt64, jitter: Int, iterations: Int) throws -> ImageParametrization {
         let dip = try DeepImagePrior(spec.generator ?? .inversion, height: height, width: width, seed: seed)
         return DIPParametrization(prior: dip, learningRate: spec.learningRate ?? 1e-3, seed: seed, jitter: jitter)
@@ -52,9 +89,43 @@ struct DIPBehaviour: PriorBehaviour {
 /// without (pixel) their regularisers, jittered by a quarter of the layer's stride (tv).
 struct PixelBehaviour: PriorBehaviour {
     let regularized: Bool
+    func settings(for request: RunRequest, objective: Objective, size: Int, network: ONNXNetwork) throws -> PriorSpec {
+        let name = regularized ? "tv" : "pixel"
+        if request.preset != nil { throw RunSpecError.invalid(field: "preset", message: "generator presets apply to --prior dip only") }
+        if request.learningRate != nil {
+            throw RunSpecError.invalid(field: "lr", message: "--lr sets the dip prior's Adam rate; the \(name) prior's step follows its schedule")
+        }
+        var tv = TVSettings()
+        tv.dataWeight = request.dataWeight ?? RunSpec.defaultDataWeight(objective)
+        return PriorSpec(kind: regularized ? .tv : .pixel, tv: tv)
+    }
     func defaultIterations(_ spec: PriorSpec) -> Int {
         let tv = spec.tv ?? TVSettings()
         return tv.jitterIterations + tv.settleIterations
+    }
+    func validate(_ spec: PriorSpec) throws {
+        let name = regularized ? "tv" : "pixel"
+        guard let tv = spec.tv else { throw RunSpecError.invalid(field: "prior", message: "the \(name) prior needs its tv settings") }
+        guard spec.generator == nil, spec.learningRate == nil else {
+            throw RunSpecError.invalid(field: "prior", message: "the \(name) prior takes no generator or learning rate")
+        }
+        for (field, v) in [("data-weight", tv.dataWeight), ("tv.range", tv.range), ("tv.alpha", tv.alpha), ("tv.beta", tv.beta), ("tv.step", tv.step)]
+        where !(v.isFinite && v > 0) {
+            throw RunSpecError.invalid(field: field, message: "\(v) is not valid; give a finite number above 0")
+        }
+        guard tv.momentum.isFinite, tv.momentum >= 0, tv.momentum < 1 else {
+            throw RunSpecError.invalid(field: "tv.momentum", message: "\(tv.momentum); valid: 0 <= momentum < 1")
+        }
+        guard tv.jitterIterations >= 0, tv.settleIterations >= 0 else {
+            throw RunSpecError.invalid(field: "tv", message: "iteration counts must not be negative")
+        }
+    }
+    func commandArguments(_ spec: PriorSpec, standardPreset: String, size: Int) -> [String]? {
+        guard var tv = spec.tv else { return nil }
+        let weight = tv.dataWeight
+        tv.dataWeight = TVSettings().dataWeight
+        guard tv == TVSettings() else { return nil }
+        return ["--data-weight", "\(weight)"]
     }
     func parametrization(_ spec: PriorSpec, height: Int, width: Int, seed: UInt64, jitter: Int, iterations: Int) throws -> ImageParametrization {
         PixelParametrization(height: height, width: width, settings: spec.tv ?? TVSettings(), regularized: regularized,

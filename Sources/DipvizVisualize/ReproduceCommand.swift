@@ -48,24 +48,10 @@ extension RunSpec {
             if let r = m.reference { args += ["--reference", r.path] }
         }
         args += ["--prior", prior.kind.rawValue]
-        switch prior.kind {
-        case .dip:
-            guard let generator = prior.generator, let lr = prior.learningRate else { return nil }
-            let standard = inversion ? "inversion" : "maximization"
-            if generator != PriorConfiguration.presets[standard]?.fitted(toImageSize: size) {
-                guard let name = PriorConfiguration.presets.keys.sorted().first(where: {
-                    PriorConfiguration.presets[$0]?.fitted(toImageSize: size) == generator
-                }) else { return nil }
-                args += ["--preset", name]
-            }
-            args += ["--lr", "\(lr)"]
-        case .tv, .pixel:
-            guard var tv = prior.tv else { return nil }
-            let weight = tv.dataWeight
-            tv.dataWeight = TVSettings().dataWeight
-            guard tv == TVSettings() else { return nil }
-            args += ["--data-weight", "\(weight)"]
+        guard let priorArguments = prior.behaviour.commandArguments(prior, standardPreset: inversion ? "inversion" : "maximization", size: size) else {
+            return nil
         }
+        args += priorArguments
         if let p = model.preprocessing {
             args += ["--channel-order", p.channelOrder.rawValue, "--pixel-scale", "\(p.scale)",
                      "--mean", p.mean.map { "\($0)" }.joined(separator: ","), "--std", p.std.map { "\($0)" }.joined(separator: ",")]

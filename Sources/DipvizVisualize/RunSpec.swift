@@ -305,27 +305,8 @@ extension RunSpec {
             objective = .maximization(MaximizationObjective(layer: layer, targets: targets, goal: goal, jitter: jitter,
                                                             reference: try reference.map { try FileReference.make($0, what: "reference photo") }))
         }
-        var prior = PriorSpec(kind: request.prior)
         let behaviour = request.prior.behaviour
-        if request.prior == .dip {
-            let presetName = request.preset ?? (objective.kindName == "inversion" ? "inversion" : "maximization")
-            guard let preset = PriorConfiguration.presets[presetName] else {
-                throw RunSpecError.invalid(field: "preset", message: "unknown preset \(presetName); valid: \(PriorConfiguration.presets.keys.sorted().joined(separator: ", "))")
-            }
-            prior.generator = preset.fitted(toImageSize: size)
-            prior.learningRate = request.learningRate ?? defaultLearningRate(objective, network: network)
-        } else {
-            if request.preset != nil { throw RunSpecError.invalid(field: "preset", message: "generator presets apply to --prior dip only") }
-            if request.learningRate != nil {
-                throw RunSpecError.invalid(field: "lr", message: "--lr sets the dip prior's Adam rate; the \(request.prior.rawValue) prior's step is set by its schedule")
-            }
-            var tv = TVSettings()
-            tv.dataWeight = request.dataWeight ?? defaultDataWeight(objective)
-            prior.tv = tv
-        }
-        if request.prior == .dip, request.dataWeight != nil {
-            throw RunSpecError.invalid(field: "data-weight", message: "the data weight C applies to the tv and pixel priors only")
-        }
+        let prior = try behaviour.settings(for: request, objective: objective, size: size, network: network)
         let spec = RunSpec(model: model, objective: objective, prior: prior, size: size,
                            iterations: request.iterations ?? behaviour.defaultIterations(prior),
                            seed: request.seed, snapshotEvery: request.snapshotEvery ?? 100)
@@ -381,22 +362,7 @@ extension RunSpec {
         if let p = model.preprocessing {
             do { try p.validate() } catch { throw RunSpecError.invalid(field: "preprocessing", message: "\(error)") }
         }
-        switch prior.kind {
-        case .dip:
-            guard let generator = prior.generator, let lr = prior.learningRate else {
-                throw RunSpecError.invalid(field: "prior", message: "the dip prior needs a generator and a learning rate")
-            }
-            try finite(lr, "lr")
-            do { try generator.validate() } catch { throw RunSpecError.invalid(field: "generator", message: "\(error)") }
-            try check(prior.tv == nil, "prior", "the dip prior takes no tv settings")
-        case .tv, .pixel:
-            guard let tv = prior.tv else { throw RunSpecError.invalid(field: "prior", message: "the \(prior.kind.rawValue) prior needs its tv settings") }
-            try check(prior.generator == nil && prior.learningRate == nil, "prior", "the \(prior.kind.rawValue) prior takes no generator or learning rate")
-            try finite(tv.dataWeight, "data-weight")
-            try finite(tv.range, "tv.range"); try finite(tv.alpha, "tv.alpha"); try finite(tv.beta, "tv.beta"); try finite(tv.step, "tv.step")
-            try check(tv.momentum.isFinite && tv.momentum >= 0 && tv.momentum < 1, "tv.momentum", "\(tv.momentum); valid: 0 <= momentum < 1")
-            try check(tv.jitterIterations >= 0 && tv.settleIterations >= 0, "tv", "iteration counts must not be negative")
-        }
+        try prior.behaviour.validate(prior)
         switch objective {
         case .inversion(let inv):
             try check(!inv.layers.isEmpty, "layer", "give at least one layer to invert")
@@ -507,27 +473,9 @@ public enum ContentHash {
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw RunSpecError.file(path: path, reason: "the \(what) is not a regular file") }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
-            throw RunSpecError.file(path: path, reason: "cannot read the \(what): \(FileErrors.reason(error))")
+            throw RunSpecError.file(path: path, reason: "cannot read the \(what): \(FileErrors.describe(error))")
         }
         return "h64:" + hex(of(data))
-    }
-}
-
-/// One-line reasons for Foundation's file errors (no `Error Domain=...` dumps).
-public enum FileErrors {
-    public static func reason(_ error: Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
-        switch ns.code {
-        case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "no such file or folder"
-        case NSFileReadNoPermissionError, NSFileWriteNoPermissionError: return "permission denied"
-        case NSFileWriteOutOfSpaceError: return "no space left on the device"
-        case NSFileWriteFileExistsError: return "a file of that name is in the way"
-        default: return ns.localizedFailureReason ?? ns.localizedDescription
-        }
     }
 }
 

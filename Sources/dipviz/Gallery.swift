@@ -1,5 +1,7 @@
 import ArgumentParser
 import DipvizGallery
+import DipvizTensor
+import DipvizVisualize
 import Foundation
 
 struct Gallery: ParsableCommand {
@@ -50,7 +52,7 @@ struct Gallery: ParsableCommand {
         var lock: Int32 = -1
         if !underParentLock {
             do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
-                throw GalleryError.experiment("cannot create \(out): \(FileErrors.reason(error))")
+                throw GalleryError.experiment("cannot create \(out): \(FileErrors.describe(error))")
             }
             lock = try FolderLock.acquire((out as NSString).appendingPathComponent(".gallery.lock"), what: "the gallery in \(out)")
         }
