@@ -51,8 +51,6 @@ public struct RunSpec: Codable, Equatable, Sendable {
         case .maximization(let m): return m.targets.count == 1 ? ["image"] : m.targets.map(\.label)
         }
     }
-
-    public var preprocessing: Preprocessing? { model.preprocessing }
 }
 
 /// A file a run reads, with a hash of its content, so that a resume or a cached gallery result
