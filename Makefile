@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/release/dipviz
 
-.PHONY: setup prepare build demo test bench fixtures clean
+.PHONY: setup prepare build demo test bench fixtures fault fault-quick clean
 
 setup:
 	@scripts/setup.sh
@@ -28,6 +28,14 @@ ONNX_WHEEL_DATA = $(shell python3 -c "import onnx, os; print(os.path.join(os.pat
 
 test: prepare
 	DIPVIZ_ONNX_WHEEL_DATA="$(ONNX_WHEEL_DATA)" $(SWIFT) test
+
+# Hostile inputs against the release binary (external data, quoting, kills, sizes, ...); a table
+# per class and a non-zero exit on any crash, hang, leak or wrong result. fault-quick: a minute.
+fault: build
+	scripts/fault-fuzz --binary $(BIN)
+
+fault-quick: build
+	scripts/fault-fuzz --binary $(BIN) --quick
 
 # Regenerates the committed reference numbers (numpy; the image metrics also need scikit-image).
 fixtures:
