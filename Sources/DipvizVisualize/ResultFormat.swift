@@ -82,6 +82,8 @@ public struct ResultMetrics: Codable, Equatable, Sendable {
 /// `metrics.json`.
 public struct RunMetrics: Codable, Equatable, Sendable {
     public var formatVersion: Int
+    /// `RunSpec.key` of the spec these metrics belong to: an edited run.json is noticed.
+    public var specKey: String
     /// `finished` when every result finished; else how the run stopped.
     public var ending: RunEnding
     public var message: String?
@@ -89,11 +91,12 @@ public struct RunMetrics: Codable, Equatable, Sendable {
     public var seconds: Double
     public var results: [ResultMetrics]
 
-    enum CodingKeys: String, CodingKey { case formatVersion = "format_version", ending, message, seed, seconds, results }
+    enum CodingKeys: String, CodingKey { case formatVersion = "format_version", specKey = "spec_key", ending, message, seed, seconds, results }
 
-    public init(seed: UInt64, results: [ResultMetrics]) {
+    public init(spec: RunSpec, results: [ResultMetrics]) {
         formatVersion = RunSpec.formatVersion
-        self.seed = seed
+        specKey = spec.key
+        self.seed = spec.seed
         self.results = results
         let stopped = results.first { $0.ending != .finished }
         ending = stopped.map { $0.ending == .pending ? .interrupted : $0.ending } ?? .finished

@@ -66,6 +66,9 @@ public enum Runner {
         let probe = Probe(network: network, preprocessing: preprocessing)
         let names = spec.resultNames
         let previous = folder.exists("metrics.json") ? try folder.read(RunMetrics.self, name: "metrics.json", what: "metrics file") : nil
+        if let previous, previous.specKey != spec.key {
+            throw RunSpecError.mismatch("\(folder.path)/run.json does not match the run its results came from (edited after the run was made); start a new run with the settings you want")
+        }
         if let previous, previous.ending == .diverged {
             throw RunSpecError.mismatch("the run in \(folder.path) diverged (\(previous.message ?? "non-finite loss")); it cannot continue: start a new run, e.g. with a smaller --lr")
         }
@@ -109,12 +112,12 @@ public enum Runner {
             results[i] = metrics
             curves[name] = loop.curve
             try folder.writeJSON(CurveFile(curves: curves), name: "curve.json")
-            try folder.writeJSON(RunMetrics(seed: spec.seed, results: results), name: "metrics.json")
+            try folder.writeJSON(RunMetrics(spec: spec, results: results), name: "metrics.json")
             // A finished result needs no checkpoint; an interrupted or diverged one keeps its last good one.
             if metrics.ending == .finished { try? FileManager.default.removeItem(atPath: checkpointPath) }
             if metrics.ending != .finished { break }
         }
-        let metrics = RunMetrics(seed: spec.seed, results: results)
+        let metrics = RunMetrics(spec: spec, results: results)
         if !folder.exists("metrics.json") || (try? folder.read(RunMetrics.self, name: "metrics.json", what: "metrics file")) != metrics {
             try folder.writeJSON(metrics, name: "metrics.json")
         }
