@@ -1,5 +1,4 @@
 import CBLAS
-import CCPUID
 import Dispatch
 import Foundation
 
@@ -235,7 +234,7 @@ extension BLAS {
     private static let childAgrees: Int32 = 0, childDisagrees: Int32 = 1, childRefused: Int32 = 2
 
     private static func probe(core: String?) -> BLASCoreSelection.ProbeResult {
-        let body: @convention(c) (UnsafeMutableRawPointer?) -> Int32 = { context in
+        let body: ChildProcess.Body = { context in
             if let context {
                 let core = String(cString: context.assumingMemoryBound(to: CChar.self))
                 guard BLAS.switchCore(to: core) else { return BLAS.childRefused }
@@ -243,19 +242,19 @@ extension BLAS {
             return BLAS.selfCheckPasses() ? BLAS.childAgrees : BLAS.childDisagrees
         }
         // The check takes about a millisecond; a child that has not finished in two seconds is stuck.
-        let status: Int32
+        let result: ChildProcess.Result
         if let core {
-            status = core.withCString { dipviz_run_in_child(body, UnsafeMutableRawPointer(mutating: $0), 2000) }
+            result = core.withCString { ChildProcess.run(body, context: UnsafeMutableRawPointer(mutating: $0), timeoutMilliseconds: 2000) }
         } else {
-            status = dipviz_run_in_child(body, nil, 2000)
+            result = ChildProcess.run(body, timeoutMilliseconds: 2000)
         }
-        switch status {
-        case childAgrees: return .agrees
-        case childDisagrees: return .disagrees
-        case childRefused: return .refused
-        case -1000: return .timedOut
-        case ..<0 where status > -1000: return .crashed(signal: -status)
-        default: return .notRun
+        switch result {
+        case .exited(childAgrees): return .agrees
+        case .exited(childDisagrees): return .disagrees
+        case .exited(childRefused): return .refused
+        case .exited, .notStarted: return .notRun
+        case .signalled(let signal): return .crashed(signal: signal)
+        case .timedOut: return .timedOut
         }
     }
 

@@ -1,5 +1,7 @@
 import CCPUID
 
+// The one Swift file that uses CCPUID.
+
 /// What the processor can run, as CPUID reports it. A vector extension counts only when the
 /// operating system also saves its registers (XCR0), since code using it would fault otherwise.
 public struct CPUFeatures: Sendable, Equatable {
@@ -61,6 +63,31 @@ public struct CPUFeatures: Sendable, Equatable {
     public var description: String {
         guard isX86 else { return "not an x86-64 processor" }
         return "\(brand.isEmpty ? "unnamed processor" : brand) (\(vendor) family \(family) model \(model) stepping \(stepping))"
+    }
+}
+
+/// Runs a function in a forked child process, so that a kernel which faults or hangs there
+/// costs this process nothing.
+public enum ChildProcess {
+    /// What the child runs; its return value (0...255) is the child's exit status.
+    public typealias Body = @convention(c) (UnsafeMutableRawPointer?) -> Int32
+
+    public enum Result: Equatable, Sendable {
+        case exited(Int32)
+        case signalled(Int32)
+        case timedOut
+        case notStarted
+    }
+
+    /// Waits at most `timeoutMilliseconds`, then kills the child.
+    public static func run(_ body: Body, context: UnsafeMutableRawPointer? = nil, timeoutMilliseconds: Int) -> Result {
+        let status = dipviz_run_in_child(body, context, Int32(clamping: timeoutMilliseconds))
+        switch status {
+        case 0...255: return .exited(status)
+        case -1000: return .timedOut
+        case -999 ..< 0: return .signalled(-status)
+        default: return .notStarted
+        }
     }
 }
 

@@ -1,4 +1,3 @@
-import CCPUID
 @testable import DipvizTensor
 import Foundation
 import Testing
@@ -220,16 +219,16 @@ struct BLASRunningCoreTests {
 @Suite("Running a check in a child process")
 struct ChildProcessTests {
     @Test func theChildsExitStatusComesBack() {
-        #expect(dipviz_run_in_child({ _ in 0 }, nil, 5000) == 0)
-        #expect(dipviz_run_in_child({ _ in 3 }, nil, 5000) == 3)
+        #expect(ChildProcess.run({ _ in 0 }, timeoutMilliseconds: 5000) == .exited(0))
+        #expect(ChildProcess.run({ _ in 3 }, timeoutMilliseconds: 5000) == .exited(3))
     }
 
     @Test func aCrashIsReportedAsItsSignal() {
-        #expect(dipviz_run_in_child({ _ in raise(SIGILL); return 0 }, nil, 5000) == -SIGILL)
-        #expect(dipviz_run_in_child({ _ in raise(SIGSEGV); return 0 }, nil, 5000) == -SIGSEGV)
+        #expect(ChildProcess.run({ _ in raise(SIGILL); return 0 }, timeoutMilliseconds: 5000) == .signalled(SIGILL))
+        #expect(ChildProcess.run({ _ in raise(SIGSEGV); return 0 }, timeoutMilliseconds: 5000) == .signalled(SIGSEGV))
     }
 
     @Test func aChildThatHangsIsStopped() {
-        #expect(dipviz_run_in_child({ _ in sleep(10); return 0 }, nil, 100) == -1000)
+        #expect(ChildProcess.run({ _ in sleep(10); return 0 }, timeoutMilliseconds: 100) == .timedOut)
     }
 }
