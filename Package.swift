@@ -38,11 +38,15 @@ let package = Package(
         .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c",
                        providers: [.apt(["libprotobuf-c-dev"])]),
 
+        // CPUID and XGETBV (what the processor and the operating system support), and a forked
+        // child for checking kernels that might fault.
+        .target(name: "CCPUID", path: "Sources/CCPUID"),
+
         // protobuf-c code generated from scripts/onnx.proto (scripts/generate-onnx-proto.sh).
         .target(name: "COnnxProto", dependencies: ["CProtobufC"], path: "Sources/COnnxProto",
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
 
-        .target(name: "DipvizTensor", dependencies: ["CBLAS"], swiftSettings: optimised),
+        .target(name: "DipvizTensor", dependencies: ["CBLAS", "CCPUID"], swiftSettings: optimised),
         .target(name: "DipvizONNX", dependencies: ["COnnxProto", "CProtobufC", "DipvizTensor", "DipvizImage"],
                 swiftSettings: optimised),
         .target(name: "DipvizImage", dependencies: ["CPNG", "DipvizTensor"], swiftSettings: languageMode),
@@ -67,6 +71,6 @@ let package = Package(
                     swiftSettings: languageMode),
         .testTarget(name: "DipvizImageTests", dependencies: ["DipvizImage"], resources: [.copy("Fixtures")],
                     swiftSettings: languageMode),
-        .testTarget(name: "dipvizCLITests", dependencies: ["dipviz", "DipvizONNX", "DipvizImage"], swiftSettings: languageMode),
+        .testTarget(name: "dipvizCLITests", dependencies: ["dipviz", "DipvizONNX", "DipvizImage", "DipvizTensor"], swiftSettings: languageMode),
     ]
 )

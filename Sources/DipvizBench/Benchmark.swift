@@ -11,6 +11,8 @@ public struct BenchmarkResult: Codable, Sendable {
     public let gflops: Double
     public let repeats: Int
     public let openblas_core: String
+    /// How that core was chosen: detected by OpenBLAS, selected by dipviz, or set by the user.
+    public let openblas_choice: String
     public let threads: Int
     public let detail: String?
 }
@@ -53,6 +55,7 @@ public enum Benchmarks {
         return BenchmarkResult(case: c.name, ms: (median * 1000).rounded() / 1000,
                                gflops: ((flops / (median / 1000) / 1e9) * 10).rounded() / 10,
                                repeats: times.count, openblas_core: BLAS.coreName,
+                               openblas_choice: BLAS.coreReport?.summary ?? "as OpenBLAS loaded (no selection ran)",
                                threads: Parallel.workerCount, detail: c.detail)
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import DipvizBench
+import DipvizTensor
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,6 +28,10 @@ struct Bench: ParsableCommand {
     func run() throws {
         if list { Benchmarks.all.forEach { print($0.name) }; return }
         let selected = cases.isEmpty ? Benchmarks.all : Benchmarks.all.filter { cases.contains($0.name) }
+        // Which kernels ran, once, where it does not mix with the JSON lines.
+        if let report = BLAS.coreReport {
+            FileHandle.standardError.write(Data("dipviz bench: OpenBLAS \(BLAS.version), core \(report.summary); \(report.cpu.description)\n".utf8))
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         for c in selected {

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import DipvizTensor
 
 @main
 struct Dipviz: ParsableCommand {
@@ -6,6 +8,16 @@ struct Dipviz: ParsableCommand {
         commandName: "dipviz",
         abstract: "Look inside image classifiers with Deep Image Prior pre-images and activation maximisation.",
         version: "0.1.0",
-        subcommands: [Gallery.self, Notebook.self, Invert.self, Maximize.self, Run.self, Inspect.self, Classify.self, Eval.self, Bench.self]
+        subcommands: [Gallery.self, Notebook.self, Invert.self, Maximize.self, Run.self, Inspect.self, Classify.self, Eval.self,
+                      Bench.self, Doctor.self]
     )
+
+    /// OpenBLAS chose its kernels when it loaded, from a table of processors it knew when it was
+    /// built; a newer processor gets generic ones. Correct that before any command runs.
+    static func main() {
+        if let warning = BLAS.selectCore().warning {
+            FileHandle.standardError.write(Data((warning + "\n").utf8))
+        }
+        main(nil)
+    }
 }

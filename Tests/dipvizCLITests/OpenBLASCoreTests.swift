@@ -1,0 +1,79 @@
+import DipvizTensor
+import Foundation
+import Testing
+
+/// Runs the built `dipviz` with `environment` added to this process's, without any
+/// OPENBLAS_CORETYPE or simulation this process may have.
+func runDipviz(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = Bundle.main.bundleURL.appendingPathComponent("dipviz")
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env[BLASCoreSelection.coreTypeVariable] = nil
+    env[BLASCoreSelection.simulationVariable] = nil
+    env.merge(environment) { $1 }
+    process.environment = env
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+func doctor(_ environment: [String: String]) throws -> [String: String] {
+    let r = try runDipviz(["doctor", "--json"], environment: environment)
+    #expect(r.status == 0, "\(r.stderr)")
+    return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: String] ?? [:]
+}
+
+/// Where the simulation can show a switch: an x86-64 processor with AVX2 and FMA, and an
+/// OpenBLAS that can change its core (DYNAMIC_ARCH).
+let canSimulateFallback: Bool = {
+    let cpu = CPUFeatures.current
+    return BLASCoreSelection.level(of: cpu) >= .avx2 && BLAS.configuration.contains("DYNAMIC_ARCH")
+}()
+
+@Suite("OpenBLAS core at start-up")
+struct OpenBLASCoreTests {
+    @Test func doctorNamesTheProcessorTheCoreAndTheKernels() throws {
+        let object = try doctor([:])
+        #expect(object["cpu"]?.isEmpty == false)
+        #expect(object["openblas"]?.hasPrefix("OpenBLAS") == true)
+        #expect(object["check"]?.contains("agrees with a plain loop") == true)
+        #expect(object["kernels"]?.isEmpty == false)
+        #expect(object["notes"] == "")
+    }
+
+    @Test(.enabled(if: canSimulateFallback))
+    func aSimulatedFallbackToPrescottIsReplaced() throws {
+        let object = try doctor([BLASCoreSelection.simulationVariable: "Prescott"])
+        let core = try #require(object["core"])
+        #expect(!core.hasPrefix("Prescott"), "\(core)")
+        #expect(core.contains("selected by dipviz (simulated fallback to Prescott)"))
+        #expect(object["notes"] == "")
+    }
+
+    @Test(.enabled(if: canSimulateFallback))
+    func theUsersCoreTypeIsNeverOverridden() throws {
+        let object = try doctor(["OPENBLAS_CORETYPE": "Prescott", BLASCoreSelection.simulationVariable: "Core2"])
+        #expect(object["core"] == "Prescott, set by OPENBLAS_CORETYPE")
+        #expect(object["tried"] == "nothing (no switch needed)")
+        // Respected, and pointed out.
+        #expect(object["notes"]?.contains("OPENBLAS_CORETYPE=Prescott runs kernels older than this processor") == true)
+    }
+
+    @Test(.enabled(if: canSimulateFallback))
+    func benchReportsTheSelectedCore() throws {
+        let r = try runDipviz(["bench", "--cases", "sgemm_1024", "--repeats", "1"],
+                              environment: [BLASCoreSelection.simulationVariable: "Prescott"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        let core = object?["openblas_core"] as? String ?? ""
+        #expect(!core.isEmpty && core != "Prescott")
+        #expect((object?["openblas_choice"] as? String)?.contains("selected by dipviz") == true)
+        #expect(r.stderr.contains("dipviz bench: OpenBLAS"))
+    }
+}
