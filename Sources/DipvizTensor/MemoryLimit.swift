@@ -22,15 +22,32 @@ public enum MemoryLimit {
     nonisolated(unsafe) private static var override: Int?
 
     /// The limit in bytes: `DIPVIZ_MEMORY_LIMIT` (bytes, or with a K/M/G/T suffix) when set,
-    /// else three quarters of physical memory.
+    /// else three quarters of the memory this process may really use: physical memory, a
+    /// container's cgroup limit, or half an address-space limit (`ulimit -v`; code and buffer
+    /// pools need the rest), whichever is least.
     public static var bytes: Int {
         get {
             lock.lock(); defer { lock.unlock() }
             if let override { return override }
             if let text = ProcessInfo.processInfo.environment["DIPVIZ_MEMORY_LIMIT"], let v = parse(text) { return v }
-            return Int(ProcessInfo.processInfo.physicalMemory / 4 * 3)
+            return available
         }
         set { lock.lock(); override = newValue; lock.unlock() }
+    }
+
+    static var available: Int {
+        var usable = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        for file in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+            if let text = try? String(contentsOfFile: file, encoding: .utf8),
+               let v = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), v > 0 {
+                usable = Swift.min(usable, v)
+            }
+        }
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max {
+            usable = Swift.min(usable, Int(clamping: limit.rlim_cur / 2) / 3 * 4)
+        }
+        return usable / 4 * 3
     }
 
     /// Parses "123", "512M", "32G", "1.5T" (powers of 1024).

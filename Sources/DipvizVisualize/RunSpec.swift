@@ -426,12 +426,15 @@ extension RunSpec {
         // Activations of the classifier up to the deepest layer (forward, gradient, scratch),
         // plus the generator's, must fit the memory limit.
         let tensors = Set(try deepest.map { try network.resolve($0) })
-        var elements = 0.0
+        var elements = 0.0, scratch = 0.0
         for row in summary {
             elements += Double(row.shape.reduce(1, *))
+            // A convolution's unfolded input (im2col): its MACs over its output channels.
+            if row.shape.count >= 2, row.shape[1] > 0 { scratch = Swift.max(scratch, Double(row.macs) / Double(row.shape[1])) }
             if tensors.contains(row.tensor) { break }
         }
-        var bytes = elements * 4 * 3 + Double(size * size * 3 * 4 * 8)
+        // Values, gradients and the copies around them (preprocessing, jitter, pooling indices).
+        var bytes = (elements * 4 + scratch * 2) * 4 + Double(size * size * 3 * 4 * 8)
         if let g = prior.generator { bytes += g.estimatedStepBytes(size: size) }
         let needed = bytes < 9e18 ? (Int(bytes), false) : (0, true)
         try MemoryLimit.check(bytes: needed, what: "a step at \(size)x\(size) px")
