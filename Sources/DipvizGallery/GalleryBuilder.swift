@@ -278,9 +278,16 @@ public final class GalleryBuilder {
         return FileManager.default.fileExists(atPath: (output as NSString).appendingPathComponent(thumb)) ? thumb : "results/\(e.key)/\(file)"
     }
 
-    /// Cleans published results left by older dipviz versions (checkpoints inside the site).
+    /// Cleans published results left by older dipviz versions (checkpoints inside the site, and
+    /// the site's own lock file when no process holds it).
     public func tidyPublished() throws {
         for e in experiments where metrics(e) != nil { try tidy(resultDirectory(e)) }
+        let oldLock = (output as NSString).appendingPathComponent(".gallery.lock")
+        let fd = open(oldLock, O_RDWR | O_CLOEXEC)
+        if fd >= 0 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink(oldLock) }
+            close(fd)
+        }
     }
 
     /// The command that reproduces an experiment, run from the folder the gallery was built in.

@@ -5,17 +5,19 @@ import Foundation
 
 /// What a result costs to compute, estimated before running it: the classifier's
 /// multiply-accumulates per step up to the deepest layer the objective reads, the generator's
-/// (DIP), the element-wise work of both, times the iterations. Calibrated on the default
-/// gallery's quick run (two cores, AVX2); the seconds scale inversely with the CPUs given.
+/// (DIP), the element-wise work of both, times the iterations. The rates are fitted to the
+/// default gallery's quick run on two cores (AVX2; the 56 results' times in
+/// notebooks-export/): 621 s measured, 625 s estimated, DIP results within 30% each, TV ones
+/// estimated about 1.4 times too long. Seconds scale inversely with the CPUs given.
 public struct CostModel: Sendable {
     /// Multiply-accumulates per second one core sustains in a training step (forward and both
     /// gradients counted as three passes).
-    public var macsPerCoreSecond = 9.0e9
-    /// Element-wise operations (normalisation, activations, pooling, the optimiser) per second
-    /// and core: memory-bound, so far slower per value than a MAC.
-    public var elementsPerCoreSecond = 0.6e9
+    public var macsPerCoreSecond = 2.0e10
+    /// Element-wise values (normalisation, activations, pooling, padding, the optimiser) per
+    /// second and core: memory-bound and touched several times each, so far slower than a MAC.
+    public var elementsPerCoreSecond = 1.0e8
     /// Loading, metrics and PNG writing per result.
-    public var overheadSeconds = 1.0
+    public var overheadSeconds = 0.2
 
     public init() {}
 

@@ -129,19 +129,21 @@ struct Gallery: ParsableCommand {
         if !sources.isEmpty || mergeShards {
             report(try builder.merge(from: sources), folders: sources.count)
         }
-        if jobs > 1 && !renderOnly {
-            try runJobs(builder, budget: budget)
-        }
         let started = Date()
         var ending = RunEnding.finished
         var computed = 0
+        if jobs > 1 && !renderOnly {
+            computed = try runJobs(builder, budget: budget)
+        }
         if !renderOnly {
             let pending = builder.pending
             print("gallery: \(builder.experiments.count) results, \(builder.experiments.count - pending.count) reused, \(pending.count) to compute")
             let progress = try GalleryProgress(builder: builder, pending: pending, shardLabel: nil)
-            (ending, computed) = try compute(pending, builder: builder, progress: progress) { status in
+            let (last, here) = try compute(pending, builder: builder, progress: progress) { status in
                 try status.write(to: GalleryStatus.path(work: self.workFolder))
             }
+            ending = last
+            computed += here
         }
         let index = try GallerySite(builder: builder, budget: budget).render()
         if let notebooks {
@@ -256,8 +258,8 @@ struct Gallery: ParsableCommand {
     }
 
     /// Runs this command as `jobs` shard processes (each into its own shard folder), then
-    /// moves their results into the site.
-    func runJobs(_ builder: GalleryBuilder, budget: String) throws {
+    /// moves their results into the site; returns how many came in.
+    func runJobs(_ builder: GalleryBuilder, budget: String) throws -> Int {
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
         let processes = try (1...jobs).map { i -> Process in
             let p = Process()
@@ -287,17 +289,24 @@ struct Gallery: ParsableCommand {
         for p in processes { p.waitUntilExit() }
         let folders = (1...jobs).map { GalleryBuilder.shardFolder(work: workFolder, index: $0, count: jobs) }
             .filter { FileManager.default.fileExists(atPath: $0) }
-        _ = try builder.merge(from: folders, move: true)
+        let merged = try builder.merge(from: folders, move: true)
         let failed = processes.filter { $0.terminationStatus != 0 }.count
         if failed > 0 && !Interruption.isRequested {
             throw ValidationError("\(failed) of \(jobs) gallery processes failed")
         }
+        return merged.copied
     }
 }
 
 /// `--plan`'s table, or its JSON.
 enum GalleryPlanReport {
-    struct Entry: Encodable { var key: String; var model: String; var title: String; var seconds: Double }
+    struct Entry: Encodable {
+        var key: String; var model: String; var title: String; var seconds: Double; var iterations: Int
+        var macsPerStep: Double; var elementsPerStep: Double
+        enum CodingKeys: String, CodingKey {
+            case key, model, title, seconds, iterations, macsPerStep = "macs_per_step", elementsPerStep = "elements_per_step"
+        }
+    }
     struct Shard: Encodable { var shard: String; var seconds: Double; var results: [Entry] }
     struct Plan: Encodable {
         var cpus: Int; var spread: Double; var balanced: Bool; var shards: [Shard]
@@ -305,10 +314,12 @@ enum GalleryPlanReport {
 
     static func json(_ plan: ShardPlan, builder: GalleryBuilder, cpus: Int) throws -> String {
         let loads = plan.loads
-        let shards = (0..<plan.count).map { s in
-            Shard(shard: "\(s + 1)/\(plan.count)", seconds: (loads[s] * 10).rounded() / 10, results: plan.members(s).map { i in
+        let shards = try (0..<plan.count).map { s in
+            Shard(shard: "\(s + 1)/\(plan.count)", seconds: (loads[s] * 10).rounded() / 10, results: try plan.members(s).map { i in
                 let e = builder.experiments[i]
-                return Entry(key: e.key, model: e.modelName, title: e.title, seconds: (plan.costs[i] * 100).rounded() / 100)
+                let step = try builder.step(e)
+                return Entry(key: e.key, model: e.modelName, title: e.title, seconds: (plan.costs[i] * 100).rounded() / 100,
+                             iterations: e.iterations, macsPerStep: step.macs.rounded(), elementsPerStep: step.elements.rounded())
             })
         }
         let encoder = JSONEncoder()
@@ -439,8 +450,6 @@ struct ShardSpec: ExpressibleByArgument {
         guard parts.count == 2, let i = parts[0], let n = parts[1], n >= 1, i >= 1, i <= n else { return nil }
         index = i; count = n
     }
-
-    static var defaultValueDescription: String { "I/N or auto" }
 
     func resolve(shards: Int?, environment: [String: String]) throws -> (Int, Int) {
         if let index, let count { return (index, count) }
