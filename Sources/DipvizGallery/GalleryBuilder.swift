@@ -258,6 +258,11 @@ public final class GalleryBuilder {
     /// Writes `source` scaled down to at most `thumbnailSide` pixels on its longest side;
     /// an image already that small is copied when `always`, else nothing is written.
     func writeReduced(from source: String, to target: String, always: Bool) throws {
+        // The header says the size: a site of small images is re-rendered without decoding them.
+        if let (w, h) = GalleryBuilder.pngSize(source), Swift.max(w, h) <= thumbnailSide {
+            if always { try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: source)), to: target) }
+            return
+        }
         let image = try PNG.read(path: source)
         let longest = Swift.max(image.width, image.height)
         guard longest > thumbnailSide else {
@@ -269,6 +274,18 @@ public final class GalleryBuilder {
                                   height: Swift.max(1, Int((Double(image.height) * scale).rounded())))
         try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try AtomicFile.write(try PNG.encode(small), to: target)
+    }
+
+    /// Width and height from a PNG's IHDR chunk (bytes 16-23), or nil when it is not a PNG.
+    static func pngSize(_ path: String) -> (Int, Int)? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        let head = [UInt8](handle.readData(ofLength: 24))
+        guard head.count == 24, head[0...7] == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], head[12...15] == [0x49, 0x48, 0x44, 0x52] else {
+            return nil
+        }
+        func be(_ i: Int) -> Int { head[i...i + 3].reduce(0) { $0 << 8 | Int($1) } }
+        return (be(16), be(20))
     }
 
     /// The image the index pages show for `file` of a published result: its thumbnail when
