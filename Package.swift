@@ -64,7 +64,7 @@ let package = Package(
 
         .testTarget(name: "DipvizTensorTests", dependencies: ["DipvizTensor", "DipvizPrior"],
                     resources: [.copy("Fixtures")], swiftSettings: languageMode),
-        .testTarget(name: "DipvizGalleryTests", dependencies: ["DipvizGallery"], swiftSettings: languageMode),
+        .testTarget(name: "DipvizGalleryTests", dependencies: ["DipvizGallery"], exclude: ["Golden", "Tools"], swiftSettings: languageMode),
         .testTarget(name: "DipvizVisualizeTests", dependencies: ["DipvizVisualize"], resources: [.copy("Fixtures")],
                     swiftSettings: languageMode),
         .testTarget(name: "DipvizONNXTests", dependencies: ["DipvizONNX"], exclude: ["Corpus"],

@@ -75,9 +75,10 @@ public struct GallerySite {
         return String(format: f, d)
     }
 
-    /// Renders every page; returns the index path.
+    /// Renders every page (and the notebooks); returns the index path.
     @discardableResult
     public func render() throws -> String {
+        try builder.tidyPublished()
         var modelEntries: [[String: Any]] = []
         let modelSlugs = GallerySite.uniqueSlugs(builder.spec.models.map(\.name))
         for model in builder.spec.models {
@@ -120,8 +121,15 @@ public struct GallerySite {
             if let maximization { entry["maximization"] = maximization }
             modelEntries.append(entry)
         }
-        for e in builder.experiments where builder.isDone(e) { try renderResult(e, modelSlug: modelSlugs[e.modelName] ?? GallerySite.slug(e.modelName)) }
+        for e in builder.experiments where builder.metrics(e) != nil { try renderResult(e, modelSlug: modelSlugs[e.modelName] ?? GallerySite.slug(e.modelName)) }
+        // The notebooks travel with the site: one per model and kind of experiment.
+        let notebookFolder = (builder.output as NSString).appendingPathComponent("notebooks")
+        let notebooks = try NotebookExport.writeGallery(builder, budget: budget, to: notebookFolder).map { path -> [String: String] in
+            let name = (path as NSString).lastPathComponent
+            return ["href": "notebooks/" + name, "name": name]
+        }
         var index: [String: Any] = ["models": modelEntries, "budget": budget, "budgetDetail": budgetDetail]
+        if !notebooks.isEmpty { index["notebookSection"] = ["items": notebooks] }
         if let d = builder.spec.description { index["description"] = d }
         try write(try page("index", title: builder.spec.title, root: "", context: index), "index.html")
         return (builder.output as NSString).appendingPathComponent("index.html")
@@ -132,7 +140,7 @@ public struct GallerySite {
             return ["done": false, "prior": e?.prior.rawValue ?? "", "size": size]
         }
         var c: [String: Any] = ["done": true, "prior": e.prior.rawValue, "size": size, "alt": alt,
-                                "src": "results/\(e.key)/image.png", "page": "results/\(e.key)/index.html"]
+                                "src": builder.thumbnail(e, m.imageFile), "page": "results/\(e.key)/index.html"]
         for (k, v) in fill(e, m) { c[k] = v }
         return c
     }
@@ -142,7 +150,7 @@ public struct GallerySite {
         let display = Swift.max(160, Swift.min(224, builder.spec.budgets[budget]?.size ?? 224))
         let rows: [[String: Any]] = layers.map { layer in
             let found = experiments.filter { $0.isInversion && $0.image == image && $0.layer == layer }
-            let original = found.first.map { "results/\($0.key)/original.png" } ?? ""
+            let original = found.first { builder.metrics($0) != nil }.map { builder.thumbnail($0, "original.png") } ?? ""
             let cells = priors.map { prior in
                 cell(found.first { $0.prior == prior }, size: display, alt: "\(prior.rawValue) pre-image of \(name) at \(layer)") { _, m in
                     ["featureError": GallerySite.format(m.featureError, "%.3f"), "psnr": GallerySite.format(m.psnr, "%.1f"),
@@ -245,6 +253,7 @@ extension GalleryBuilder {
         let p = try Preprocessing.forModel(net.model)
         let (h, w) = net.inputSize(preprocessing: p)
         let fixed = net.imageInput?.shape.flatMap { $0.count == 4 ? $0[2] : nil } != nil
-        return try net.summarize(height: fixed ? h : size, width: fixed ? w : size)
+        if fixed && h != w { return try net.summarize(height: h, width: w) }
+        return try layerRows(modelPath: modelPath, size: fixed ? h : size)
     }
 }

@@ -177,6 +177,85 @@ public struct PriorConfiguration: Codable, Equatable, Sendable {
         return perPixelChannels * side * side * 4 * 6
     }
 
+    /// The side of the generator's output for an image of `size` pixels: what `DeepImagePrior`
+    /// builds (the configured size or the image's, rounded up to what the levels divide).
+    public func generatedSize(forImage size: Int) -> Int {
+        let wanted = Swift.max(netSize ?? size, size)
+        var divisor = 1, minimum = 1
+        switch architecture {
+        case .skip(let s):
+            divisor = 1 << s.scales
+            minimum = divisor
+            if s.padding == .reflect, let widest = (s.kernelsDown + s.kernelsUp).map({ ($0 - 1) / 2 }).max() { minimum = divisor * (widest + 1) }
+        case .unet(let u): divisor = 1 << (u.channels.count - 1); minimum = divisor
+        case .deepDecoder(let d): divisor = 1 << d.layers; minimum = divisor
+        case .resnet: break
+        }
+        return (Swift.max(wanted, minimum) + divisor - 1) / divisor * divisor
+    }
+
+    /// Multiply-accumulates of one forward pass of the generator for an image of `size` pixels,
+    /// and the number of activation values it produces (the element-wise work: normalisation,
+    /// activations, upsampling). Nominal counts: a training step costs about three times the
+    /// MACs (forward, input and weight gradients); the engine's rewrites do somewhat less.
+    public func estimatedForwardWork(size: Int) -> (macs: Double, elements: Double) {
+        let side = generatedSize(forImage: size)
+        func area(_ shift: Int) -> Double { let r = Double(Swift.max(side >> shift, 1)); return r * r }
+        let depth = Double(input == .meshgrid ? 2 : inputDepth)
+        var macs = 0.0, elements = 0.0
+        switch architecture {
+        case .skip(let s):
+            var inDepth = depth
+            for i in 0..<s.scales {
+                let full = area(i), half = area(i + 1)
+                let down = Double(s.channelsDown[i]), up = Double(s.channelsUp[i]), skip = Double(s.channelsSkip[i])
+                let kd = Double(s.kernelsDown[i]), ku = Double(s.kernelsUp[i])
+                macs += skip * inDepth * Double(s.kernelSkip * s.kernelSkip) * full
+                switch s.downsampling {
+                case .stride: macs += down * inDepth * kd * kd * half
+                // Convolution then 2x2 average pooling runs as one stride-2 convolution with a (k+1)^2 kernel.
+                case .avg: macs += down * inDepth * (kd + 1) * (kd + 1) * half
+                case .max: macs += down * inDepth * kd * kd * full
+                }
+                macs += down * down * kd * kd * half
+                let deeper = i == s.scales - 1 ? down : Double(s.channelsUp[i + 1])
+                macs += up * (skip + deeper) * ku * ku * full
+                if s.pointwiseUp { macs += up * up * full }
+                elements += skip * full + 2 * down * half + (skip + deeper) * full + (s.pointwiseUp ? 2 : 1) * up * full
+                inDepth = down
+            }
+            macs += Double(s.outputChannels) * Double(s.channelsUp[0]) * area(0)
+            elements += Double(s.outputChannels) * area(0)
+        case .resnet(let r):
+            let c = Double(r.channels)
+            macs = area(0) * 9 * (depth * c + Double(r.blocks) * 2 * c * c + c * c + c * 3)
+            elements = area(0) * (c * Double(2 * r.blocks + 2) + 3)
+        case .unet(let u):
+            let f = u.channels.map(Double.init)
+            var inDepth = depth
+            for (l, c) in f.enumerated() {
+                macs += 9 * (inDepth * c + c * c) * area(l)
+                elements += 2 * c * area(l)
+                inDepth = c
+            }
+            for l in stride(from: f.count - 1, to: 0, by: -1) {
+                macs += 9 * ((f[l] + f[l - 1]) * f[l - 1] + f[l - 1] * f[l - 1]) * area(l - 1)
+                elements += (f[l] + 3 * f[l - 1]) * area(l - 1)
+            }
+            macs += 3 * f[0] * area(0)
+        case .deepDecoder(let d):
+            let c = Double(d.channels)
+            var inDepth = depth
+            for j in 0..<d.layers {
+                macs += inDepth * c * area(d.layers - j)
+                elements += c * (area(d.layers - j) + 2 * area(d.layers - j - 1))
+                inDepth = c
+            }
+            macs += 3 * c * area(0)
+        }
+        return (macs, elements)
+    }
+
     /// The paper generates 256 pixels and crops 224; smaller images use a generator of their
     /// own size (rounded up to what its levels divide), which keeps quick runs cheap.
     public func fitted(toImageSize size: Int) -> PriorConfiguration {

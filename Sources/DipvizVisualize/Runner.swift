@@ -16,9 +16,11 @@ public enum Runner {
     }
 
     /// Starts `spec` in `folder`, or continues it when the folder already holds this run.
+    /// `keepFinishedCheckpoints` keeps the last checkpoint of a finished result (the gallery's
+    /// --keep-checkpoints); by default it is deleted.
     public static func run(_ spec: RunSpec, network: ONNXNetwork, folder: ResultFolder,
                            workingDirectory: String = FileManager.default.currentDirectoryPath,
-                           control: RunControl = RunControl()) throws -> Outcome {
+                           control: RunControl = RunControl(), keepFinishedCheckpoints: Bool = false) throws -> Outcome {
         var record = RunRecord(spec: spec, workingDirectory: workingDirectory)
         if folder.exists("run.json") {
             let existing = try folder.read(RunRecord.self, name: "run.json", what: "run record")
@@ -29,7 +31,7 @@ public enum Runner {
         } else {
             try folder.writeJSON(record, name: "run.json")
         }
-        return try execute(record, network: network, folder: folder, control: control)
+        return try execute(record, network: network, folder: folder, control: control, keepFinishedCheckpoints: keepFinishedCheckpoints)
     }
 
     /// Reads the run saved in `directory` (from any working directory), checks that its model
@@ -60,7 +62,8 @@ public enum Runner {
         }
     }
 
-    static func execute(_ record: RunRecord, network: ONNXNetwork, folder: ResultFolder, control base: RunControl) throws -> Outcome {
+    static func execute(_ record: RunRecord, network: ONNXNetwork, folder: ResultFolder, control base: RunControl,
+                        keepFinishedCheckpoints: Bool = false) throws -> Outcome {
         let spec = record.spec
         let preprocessing = try spec.model.preprocessing ?? Preprocessing.forModel(network.model)
         let probe = Probe(network: network, preprocessing: preprocessing)
@@ -114,7 +117,7 @@ public enum Runner {
             try folder.writeJSON(CurveFile(curves: curves), name: "curve.json")
             try folder.writeJSON(RunMetrics(spec: spec, results: results), name: "metrics.json")
             // A finished result needs no checkpoint; an interrupted or diverged one keeps its last good one.
-            if metrics.ending == .finished { try? FileManager.default.removeItem(atPath: checkpointPath) }
+            if metrics.ending == .finished && !keepFinishedCheckpoints { try? FileManager.default.removeItem(atPath: checkpointPath) }
             if metrics.ending != .finished { break }
         }
         let metrics = RunMetrics(spec: spec, results: results)

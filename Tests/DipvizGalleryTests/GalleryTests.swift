@@ -2,13 +2,14 @@ import DipvizGallery
 import DipvizImage
 import DipvizONNX
 import DipvizTensor
+import DipvizVisualize
 import Foundation
 import Testing
 
 @Suite("Gallery")
 struct GalleryTests {
     /// A spec over a tiny generated classifier and photo, in a temporary folder.
-    static func fixture() throws -> (dir: URL, spec: GallerySpec) {
+    static func fixture(iterations: Int = 3) throws -> (dir: URL, spec: GallerySpec) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-gallery-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         var b = ONNXGraphBuilder(seed: 3)
@@ -18,7 +19,7 @@ struct GalleryTests {
         for y in 0..<20 { for x in 0..<20 { px += [UInt8(x * 12), UInt8(y * 12), 90] } }
         try PNG.write(RGBImage(width: 20, height: 20, pixels: px), path: dir.appendingPathComponent("photo.png").path)
         let json = """
-        {"title": "Tiny gallery", "budgets": {"quick": {"size": 16, "dip_iterations": 3, "tv_iterations": 3}},
+        {"title": "Tiny gallery", "budgets": {"quick": {"size": 16, "dip_iterations": \(iterations), "tv_iterations": \(iterations)}},
          "models": [{"name": "Tiny net", "path": "tiny.onnx",
            "inversion": {"images": ["photo.png"], "layers": ["conv1", "relu2"], "priors": ["tv", "pixel"]},
            "maximization": {"layer": "conv2", "units": "0-1", "priors": ["pixel"]}}]}
@@ -31,6 +32,8 @@ struct GalleryTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("site").path
         let builder = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: out)
+        builder.thumbnailSide = 8
+        #expect(builder.work == out + ".work")
         #expect(builder.experiments.count == 2 * 2 + 2)
         #expect(Set(builder.experiments.map(\.key)).count == builder.experiments.count)
         for e in builder.pending { #expect(try builder.run(e) == .finished) }
@@ -38,8 +41,10 @@ struct GalleryTests {
         let index = try GallerySite(builder: builder, budget: "quick").render()
         let html = try String(contentsOfFile: index, encoding: .utf8)
         #expect(html.contains("Tiny gallery") && html.contains("inversion-tiny-net-photo.html"))
+        #expect(html.contains("notebooks/tiny-net-feature-inversion.ipynb"))
         // Every page: relative links only, nothing from the network, alt text on every image.
-        let pages = FileManager.default.enumerator(atPath: out)!.compactMap { $0 as? String }.filter { $0.hasSuffix(".html") }
+        let files = FileManager.default.enumerator(atPath: out)!.compactMap { $0 as? String }
+        let pages = files.filter { $0.hasSuffix(".html") }
         #expect(pages.count == 4 + builder.experiments.count)
         for page in pages {
             let text = try String(contentsOfFile: out + "/" + page, encoding: .utf8)
@@ -54,9 +59,86 @@ struct GalleryTests {
                 #expect(FileManager.default.fileExists(atPath: resolved), "\(page) links to missing \(target)")
             }
         }
-        // A second build over the same folder computes nothing.
+        // The grids show thumbnails, no larger than asked; the site holds no working state.
+        let grid = try String(contentsOfFile: out + "/maximization-tiny-net.html", encoding: .utf8)
+        #expect(grid.contains("/thumbs/image.png"), "\(grid)")
+        let thumbs = files.filter { $0.contains("/thumbs/") && $0.hasSuffix(".png") }
+        #expect(thumbs.count >= builder.experiments.count)
+        for t in thumbs {
+            let image = try PNG.read(path: out + "/" + t)
+            #expect(max(image.width, image.height) <= 8, "\(t)")
+        }
+        #expect(files.filter { $0.hasSuffix(".ckpt") || $0.hasSuffix(".lock") || $0.hasSuffix("/checkpoints") || $0.contains(".tmp-") }.isEmpty,
+                "\(files)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: builder.work + "/runs")) ?? []).isEmpty)
+        // A second build over the same folders computes nothing.
         let again = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: out)
         #expect(again.pending.isEmpty)
+    }
+
+    /// An interrupted result waits in the work folder with its checkpoint, continues from it,
+    /// and leaves the site lean; --keep-checkpoints keeps finished run folders.
+    @Test func checkpointsStayInTheWorkFolder() throws {
+        let (dir, spec) = try GalleryTests.fixture(iterations: 30)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("site").path
+        let builder = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: out)
+        let e = builder.experiments[0]
+        var control = RunControl()
+        var steps = 0
+        control.shouldStop = { steps += 1; return steps > 25 }
+        #expect(try builder.run(e, control: control) == .interrupted)
+        #expect(FileManager.default.fileExists(atPath: builder.runDirectory(e) + "/checkpoints/image.ckpt"))
+        #expect(!FileManager.default.fileExists(atPath: builder.resultDirectory(e)))
+        #expect(try builder.run(e) == .finished)
+        #expect(!FileManager.default.fileExists(atPath: builder.runDirectory(e)))
+        #expect(builder.metrics(e)?.results.first?.iterations == 30)
+        builder.keepCheckpoints = true
+        let kept = builder.experiments[1]
+        #expect(try builder.run(kept) == .finished)
+        #expect(FileManager.default.fileExists(atPath: builder.runDirectory(kept) + "/checkpoints/image.ckpt"))
+        let published = FileManager.default.enumerator(atPath: out)!.compactMap { $0 as? String }
+        #expect(!published.contains { $0.hasSuffix(".ckpt") }, "\(published)")
+    }
+
+    /// Shards write only into their own folders; merging copies finished results of this
+    /// gallery once, and refuses results of another spec or result format.
+    @Test func shardsMergeIdempotentlyAndRefuseOtherResults() throws {
+        let (dir, spec) = try GalleryTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("site").path
+        var keys = Set<String>()
+        for i in 1...2 {
+            let shard = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: out, shard: (i, 2))
+            let share = try shard.shard(i, of: 2)
+            for e in share { #expect(try shard.run(e) == .finished); keys.insert(e.key) }
+            #expect(share.allSatisfy { shard.isDone($0) })
+        }
+        #expect(!FileManager.default.fileExists(atPath: out), "a shard wrote into the site")
+        let builder = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: out)
+        #expect(keys == Set(builder.experiments.map(\.key)))
+        let folders = (1...2).map { GalleryBuilder.shardFolder(work: builder.work, index: $0, count: 2) }
+        // A result of another gallery and one of an older result format sit among the shards' results.
+        let stray = folders[0] + "/results/00000000deadbeef"
+        try FileManager.default.createDirectory(atPath: stray, withIntermediateDirectories: true)
+        try Data("{\"format_version\": 1}".utf8).write(to: URL(fileURLWithPath: stray + "/run.json"))
+        let first = try builder.merge(from: folders)
+        #expect(first.copied == builder.experiments.count && first.present == 0)
+        #expect(first.refused.count == 1 && first.refused[0].contains("result format 1"), "\(first.refused)")
+        #expect(builder.pending.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: out + "/results/00000000deadbeef"))
+        let second = try builder.merge(from: folders)
+        #expect(second.copied == 0 && second.present == builder.experiments.count)
+        // A result whose record holds another spec under this gallery's key is refused too.
+        let fresh = dir.appendingPathComponent("fresh").path
+        let other = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: fresh)
+        let e = other.experiments[0], f = other.experiments[1]
+        let forged = folders[1] + "/results/" + e.key
+        try? FileManager.default.removeItem(atPath: forged)
+        try FileManager.default.copyItem(atPath: out + "/results/" + f.key, toPath: forged)
+        let third = try other.merge(from: [folders[1]])
+        #expect(third.refused.contains { $0.contains(e.key) && $0.contains("spec") }, "\(third.refused)")
+        #expect(!other.isDone(e))
     }
 
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

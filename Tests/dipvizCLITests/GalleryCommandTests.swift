@@ -108,15 +108,96 @@ struct GalleryCommandTests {
             .write(toFile: typed, atomically: true, encoding: .utf8)
         let t = try RunningDipviz(["gallery", typed, "--out", "x", "--budget", "tiny"], directory: dir).wait()
         #expect(t.status != 0 && t.stderr.contains("budgets.tiny.size") && !t.stderr.contains("DecodingError"), "\(t.stderr)")
-        // Another build holds the lock on --out.
-        let out = dir.appendingPathComponent("locked")
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        let fd = open(out.appendingPathComponent(".gallery.lock").path, O_RDWR | O_CREAT, 0o644)
+        // Another build holds the lock on the site's work folder.
+        let work = dir.appendingPathComponent("locked.work")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        let fd = open(work.appendingPathComponent("gallery.lock").path, O_RDWR | O_CREAT, 0o644)
         #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
         let locked = try RunningDipviz(["gallery", spec, "--out", "locked", "--budget", "tiny"], directory: dir).wait()
         close(fd)
         #expect(locked.status != 0 && locked.stderr.contains("another dipviz process"), "\(locked.stderr)")
         let merge = try RunningDipviz(["gallery", spec, "--out", "m", "--budget", "tiny", "--render-only", "--merge", "missing-shard"], directory: dir).wait()
         #expect(merge.status != 0 && merge.stderr.contains("missing-shard") && merge.stderr.contains("no such folder"), "\(merge.stderr)")
+    }
+
+    /// Runs dipviz in `directory` with extra environment variables; stdout and stderr apart.
+    static func dipviz(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = Bundle.main.bundleURL.appendingPathComponent("dipviz")
+        p.arguments = arguments
+        p.currentDirectoryURL = directory
+        var env = ProcessInfo.processInfo.environment
+        for k in ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "JOB_COMPLETION_INDEX"] { env[k] = nil }
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    /// `--shard auto` takes the shard from a Slurm array task or a Kubernetes Indexed Job;
+    /// shards write only into their folders; --merge-shards --render-only assembles the site,
+    /// and status.json says where the build stands.
+    @Test func shardAutoReadsTheSchedulerAndMergeAssemblesTheSite() throws {
+        let (dir, spec) = try GalleryCommandTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = ["gallery", spec, "--out", "site", "--budget", "tiny"]
+        let none = try GalleryCommandTests.dipviz(base + ["--shard", "auto", "--shards", "2"], in: dir)
+        #expect(none.status != 0 && none.err.contains("SLURM_ARRAY_TASK_ID") && none.err.contains("JOB_COMPLETION_INDEX"), "\(none.err)")
+        let outOfRange = try GalleryCommandTests.dipviz(base + ["--shard", "auto", "--shards", "2"], in: dir, environment: ["JOB_COMPLETION_INDEX": "2"])
+        #expect(outOfRange.status != 0 && outOfRange.err.contains("0...1"), "\(outOfRange.err)")
+        let k8s = try GalleryCommandTests.dipviz(base + ["--shard", "auto", "--shards", "2"], in: dir, environment: ["JOB_COMPLETION_INDEX": "1"])
+        #expect(k8s.status == 0 && k8s.out.contains("shard 2/2"), "\(k8s.err)")
+        let slurm = try GalleryCommandTests.dipviz(base + ["--shard", "auto"], in: dir,
+                                                   environment: ["SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "2"])
+        #expect(slurm.status == 0 && slurm.out.contains("shard 1/2"), "\(slurm.err)")
+        let fm = FileManager.default
+        #expect(!fm.fileExists(atPath: dir.appendingPathComponent("site").path), "a shard wrote into the site")
+        let shardResults = (1...2).flatMap { i in
+            (try? fm.contentsOfDirectory(atPath: dir.appendingPathComponent("site.work/shards/\(i)-of-2/results").path)) ?? []
+        }
+        #expect(shardResults.count == 4 && Set(shardResults).count == 4, "\(shardResults)")
+        let shardStatus = try GalleryCommandTests.json(dir.appendingPathComponent("site.work/status.json").path)
+        #expect(shardStatus["state"] as? String == "finished" && shardStatus["done"] as? Int == 4, "\(shardStatus)")
+        #expect((shardStatus["shards"] as? [Any])?.count == 2)
+        let merged = try GalleryCommandTests.dipviz(base + ["--merge-shards", "--render-only"], in: dir)
+        #expect(merged.status == 0 && merged.out.contains("merged 4 results"), "\(merged.err)")
+        let again = try GalleryCommandTests.dipviz(base + ["--merge-shards", "--render-only"], in: dir)
+        #expect(again.status == 0 && again.out.contains("merged 0 results") && again.out.contains("4 already"), "\(again.out)")
+        #expect(try fm.contentsOfDirectory(atPath: dir.appendingPathComponent("site/results").path).count == 4)
+        let status = try GalleryCommandTests.json(dir.appendingPathComponent("site.work/status.json").path)
+        #expect(status["state"] as? String == "finished" && status["left"] as? Int == 0, "\(status)")
+        // Rebuilding reuses every merged result.
+        let rebuilt = try GalleryCommandTests.dipviz(base, in: dir)
+        #expect(rebuilt.status == 0 && rebuilt.out.contains("4 reused, 0 to compute"), "\(rebuilt.out)")
+    }
+
+    /// --plan prints the shards with their estimated minutes; --emit writes job files whose
+    /// paths are the ones given (relative), and refuses more shards than can be balanced.
+    @Test func planAndEmitJobFiles() throws {
+        let (dir, spec) = try GalleryCommandTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = ["gallery", spec, "--out", "site", "--budget", "tiny"]
+        let plan = try GalleryCommandTests.dipviz(base + ["--plan", "--shards", "2"], in: dir)
+        #expect(plan.status == 0 && plan.out.contains("1/2") && plan.out.contains("2/2") && plan.out.contains("est. min"), "\(plan.out)")
+        #expect(plan.out.contains("spread"))
+        let relative = try GalleryCommandTests.dipviz(["gallery", "spec.json", "--out", "site", "--budget", "tiny", "--emit", "slurm", "--shards", "2"], in: dir)
+        #expect(relative.status == 0, "\(relative.err)")
+        let sbatch = try String(contentsOfFile: dir.appendingPathComponent("site.work/slurm/shards.sbatch").path, encoding: .utf8)
+        #expect(sbatch.contains("#SBATCH --array=0-1") && sbatch.contains("gallery spec.json --out site --work site.work"), "\(sbatch)")
+        #expect(!sbatch.contains(dir.path))
+        let k8s = try GalleryCommandTests.dipviz(["gallery", "spec.json", "--out", "site", "--budget", "tiny", "--emit", "k8s", "--shards", "2",
+                                                   "--parallelism", "1"], in: dir)
+        #expect(k8s.status == 0, "\(k8s.err)")
+        let job = try String(contentsOfFile: dir.appendingPathComponent("site.work/k8s/shards-job.yaml").path, encoding: .utf8)
+        #expect(job.contains("completionMode: Indexed") && job.contains("completions: 2") && job.contains("parallelism: 1"), "\(job)")
+        let tooMany = try GalleryCommandTests.dipviz(base + ["--emit", "slurm", "--shards", "5"], in: dir)
+        #expect(tooMany.status != 0 && tooMany.err.contains("use at most"), "\(tooMany.err)")
+        let noCount = try GalleryCommandTests.dipviz(base + ["--plan"], in: dir)
+        #expect(noCount.status != 0 && noCount.err.contains("--shards"), "\(noCount.err)")
     }
 }
