@@ -4,8 +4,9 @@ set -euo pipefail
 
 APT_PACKAGES=(pkg-config libopenblas-dev libpng-dev libprotobuf-c-dev protobuf-c-compiler libonnx-testdata chromium)
 # onnx: its wheel carries the test models and the model preparation writes ONNX with it;
-# nbformat validates exported notebooks; websocket-client drives Chromium in the browser test.
-PIP_PACKAGES=(onnx numpy nbformat websocket)
+# nbformat validates exported notebooks; websocket-client drives Chromium in the browser test;
+# kubernetes (the API's Python models) validates emitted Job manifests in the gallery tests.
+PIP_PACKAGES=(onnx numpy nbformat websocket kubernetes)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

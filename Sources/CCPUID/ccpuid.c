@@ -109,3 +109,16 @@ int dipviz_run_in_child(int (*body)(void *context), void *context, int timeout_m
         waited_ns += pause.tv_nsec;
     }
 }
+
+#include <sched.h>
+
+int dipviz_allowed_cpus(void) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    return CPU_COUNT(&set);
+#else
+    return 0;
+#endif
+}

@@ -2,7 +2,14 @@ import Foundation
 
 /// Splits index ranges over the machine's cores when there is enough work to pay for it.
 public enum Parallel {
-    public static let workerCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// The cores this process may run on: its CPU affinity (a Slurm task's grant, `taskset`),
+    /// else the active processors; `DIPVIZ_THREADS` overrides it.
+    public static let workerCount: Int = {
+        if let text = ProcessInfo.processInfo.environment["DIPVIZ_THREADS"], let n = Int(text), n >= 1 { return min(n, 256) }
+        return max(1, allowedCores ?? ProcessInfo.processInfo.activeProcessorCount)
+    }()
+
+    static var allowedCores: Int? { Processor.allowedCores }
 
     /// Calls `body` on disjoint sub-ranges covering `0..<count`. `grain` is the least number
     /// of items worth a thread of its own.

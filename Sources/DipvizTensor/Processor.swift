@@ -131,3 +131,13 @@ extension String {
         return String(s)
     }
 }
+
+/// What the operating system lets this process use.
+public enum Processor {
+    /// Processors in this process's CPU affinity (a Slurm task's grant, `taskset`); nil when the
+    /// system does not say.
+    public static var allowedCores: Int? {
+        let n = Int(dipviz_allowed_cpus())
+        return n > 0 ? n : nil
+    }
+}

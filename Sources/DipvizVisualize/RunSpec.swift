@@ -387,12 +387,25 @@ extension RunSpec {
         if let network { try validateAgainst(network) }
     }
 
+    /// Layer shapes of `network` at `size` (empty when the graph cannot take that size), kept
+    /// per network and size: a gallery validates many specs of one model.
+    static func summary(_ network: ONNXNetwork, size: Int) -> [LayerSummary] {
+        let key = "\(ObjectIdentifier(network).hashValue):\(size)"
+        if let (owner, rows) = summaries.value(key), owner.network === network { return rows }
+        let rows = (try? network.summarize(height: size, width: size)) ?? []
+        summaries.set(key, (WeakNetwork(network: network), rows))
+        return rows
+    }
+
+    final class WeakNetwork { weak var network: ONNXNetwork?; init(network: ONNXNetwork) { self.network = network } }
+    static let summaries = Memo<String, (WeakNetwork, [LayerSummary])>()
+
     /// Layers exist, units and positions fit their maps, classes fit the scores, and a step
     /// fits the memory limit.
     func validateAgainst(_ network: ONNXNetwork) throws {
         // Layers past the deepest one asked for may not fit a small size (a pooling window
         // larger than its input): then shapes are checked when the run reaches them.
-        let summary = (try? network.summarize(height: size, width: size)) ?? []
+        let summary = RunSpec.summary(network, size: size)
         func shape(of layer: String) throws -> [Int] {
             let tensor = try network.resolve(layer)
             return summary.first { $0.tensor == tensor }?.shape ?? []  // empty: unknown at this size
@@ -466,18 +479,34 @@ public enum ContentHash {
     public static func hex(_ h: UInt64) -> String { String(format: "%016llx", h) }
 
     /// Hashes a regular file (FIFOs, devices and folders are refused before anything is read).
+    /// A file seen before with the same identity, size and modification time is not read again
+    /// (a gallery resolves many specs of one model).
     public static func ofFile(_ path: String, what: String) throws -> String {
         var st = stat()
         guard !path.isEmpty, stat(path, &st) == 0 else {
             throw RunSpecError.file(path: path.isEmpty ? "\"\"" : path, reason: "no such \(what) file (\(String(cString: strerror(errno))))")
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw RunSpecError.file(path: path, reason: "the \(what) is not a regular file") }
+        let identity = "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
+        if let known = memo.value(identity) { return known }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
             throw RunSpecError.file(path: path, reason: "cannot read the \(what): \(FileErrors.describe(error))")
         }
-        return "h64:" + hex(of(data))
+        let hash = "h64:" + hex(of(data))
+        memo.set(identity, hash)
+        return hash
     }
+
+    static let memo = Memo<String, String>()
+}
+
+/// A small thread-safe dictionary for values that are costly to compute and never change.
+final class Memo<Key: Hashable, Value>: @unchecked Sendable {
+    private var values: [Key: Value] = [:]
+    private let lock = NSLock()
+    func value(_ key: Key) -> Value? { lock.lock(); defer { lock.unlock() }; return values[key] }
+    func set(_ key: Key, _ value: Value) { lock.lock(); values[key] = value; lock.unlock() }
 }
 
 /// Unit lists as users write them: "I" or "I-J" (0 <= I <= J, at most 4096 units).

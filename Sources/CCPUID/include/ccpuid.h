@@ -29,4 +29,8 @@ void dipviz_cpu_read(dipviz_cpu_info *info);
 /// and runs no exit handlers of the parent.
 int dipviz_run_in_child(int (*body)(void *context), void *context, int timeout_ms);
 
+/// The number of processors this process may run on (its CPU affinity: a Slurm task's grant,
+/// taskset), or 0 when the system does not say.
+int dipviz_allowed_cpus(void);
+
 #endif
