@@ -177,8 +177,9 @@ public struct PriorConfiguration: Codable, Equatable, Sendable {
         return perPixelChannels * side * side * 4 * 6
     }
 
-    /// The side of the generator's output for an image of `size` pixels: what `DeepImagePrior`
-    /// builds (the configured size or the image's, rounded up to what the levels divide).
+    /// The side of the generator's output for an image of `size` pixels (the configured size or
+    /// the image's): it must divide into the levels, and with reflection padding the smallest
+    /// maps must be larger than the padding.
     public func generatedSize(forImage size: Int) -> Int {
         let wanted = Swift.max(netSize ?? size, size)
         var divisor = 1, minimum = 1
@@ -283,15 +284,8 @@ public final class DeepImagePrior {
     public init(_ configuration: PriorConfiguration, height: Int, width: Int, seed: UInt64) throws {
         self.configuration = configuration
         imageHeight = height; imageWidth = width
-        let size = Swift.max(configuration.netSize ?? Swift.max(height, width), height, width)
-        let (network, codeShape, divisor) = try DeepImagePrior.build(configuration, seed: seed)
-        // The generator's size must divide into its levels, and with reflection padding its
-        // smallest maps must be larger than the padding.
-        var minimum = divisor
-        if case .skip(let s) = configuration.architecture, s.padding == .reflect {
-            minimum = divisor * ((s.kernelsDown + s.kernelsUp).map { ($0 - 1) / 2 }.max()! + 1)
-        }
-        outputSize = (Swift.max(size, minimum) + divisor - 1) / divisor * divisor
+        let (network, codeShape) = try DeepImagePrior.build(configuration, seed: seed)
+        outputSize = configuration.generatedSize(forImage: Swift.max(height, width))
         self.network = network
         var rng = SeededGenerator(seed: seed &+ 0x5EED)
         let h = outputSize / (codeShape.reduction), w = outputSize / (codeShape.reduction)
@@ -332,19 +326,19 @@ public final class DeepImagePrior {
         return y.cropped(top: (h - imageHeight) / 2, left: (w - imageWidth) / 2, height: imageHeight, width: imageWidth)
     }
 
-    /// Network, code depth and spatial reduction of the code, and the size divisor.
-    static func build(_ c: PriorConfiguration, seed: UInt64) throws -> (Sequential, (depth: Int, reduction: Int), Int) {
+    /// Network, and the code's depth and spatial reduction.
+    static func build(_ c: PriorConfiguration, seed: UInt64) throws -> (Sequential, (depth: Int, reduction: Int)) {
         let depth = c.input == .meshgrid ? 2 : c.inputDepth
         switch c.architecture {
         case .skip(var s):
             s.inputChannels = depth
-            return (try SkipNetwork.make(s, seed: seed), (depth, 1), 1 << s.scales)
+            return (try SkipNetwork.make(s, seed: seed), (depth, 1))
         case .resnet(let r):
-            return (resnet(r, depth: depth, seed: seed), (depth, 1), 1)
+            return (resnet(r, depth: depth, seed: seed), (depth, 1))
         case .unet(let u):
-            return (unet(u, depth: depth, seed: seed), (depth, 1), 1 << (u.channels.count - 1))
+            return (unet(u, depth: depth, seed: seed), (depth, 1))
         case .deepDecoder(let d):
-            return (deepDecoder(d, depth: depth, seed: seed), (depth, 1 << d.layers), 1 << d.layers)
+            return (deepDecoder(d, depth: depth, seed: seed), (depth, 1 << d.layers))
         }
     }
 
