@@ -1,12 +1,21 @@
+import DipvizTensor
 import Foundation
 import Testing
 
-/// Runs the built `dipviz` binary.
-func runDipviz(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+/// Runs the built `dipviz` binary; with `environment`, that is added to this process's
+/// environment without any OPENBLAS_CORETYPE or core simulation this process may have.
+func runDipviz(_ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
     let binary = Bundle.main.bundleURL.appendingPathComponent("dipviz")
     let process = Process()
     process.executableURL = binary
     process.arguments = arguments
+    if let environment {
+        var env = ProcessInfo.processInfo.environment
+        env[BLASCoreSelection.coreTypeVariable] = nil
+        env[BLASCoreSelection.simulationVariable] = nil
+        env.merge(environment) { $1 }
+        process.environment = env
+    }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

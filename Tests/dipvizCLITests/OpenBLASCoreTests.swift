@@ -2,27 +2,6 @@ import DipvizTensor
 import Foundation
 import Testing
 
-/// Runs the built `dipviz` with `environment` added to this process's, without any
-/// OPENBLAS_CORETYPE or simulation this process may have.
-func runDipviz(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = Bundle.main.bundleURL.appendingPathComponent("dipviz")
-    process.arguments = arguments
-    var env = ProcessInfo.processInfo.environment
-    env[BLASCoreSelection.coreTypeVariable] = nil
-    env[BLASCoreSelection.simulationVariable] = nil
-    env.merge(environment) { $1 }
-    process.environment = env
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-}
-
 func doctor(_ environment: [String: String]) throws -> [String: String] {
     let r = try runDipviz(["doctor", "--json"], environment: environment)
     #expect(r.status == 0, "\(r.stderr)")
