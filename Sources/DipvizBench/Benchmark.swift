@@ -109,11 +109,11 @@ public enum Benchmarks {
         return { try? step() }
     }
 
-    /// The reference SqueezeNet beside the repository (../shared/models), as the case names.
+    /// The SqueezeNet committed in models/ (DIPVIZ_SQUEEZENET names another file).
     public static let dipMaximizeSqueezeNet = BenchmarkCase(
         name: "dip_maximize_squeezenet_227", flops: 0,
         detail: "one DIP class-maximisation step, `maximization` preset, SqueezeNet v1.0 at 227; gflops not counted") {
-        let path = ProcessInfo.processInfo.environment["DIPVIZ_SQUEEZENET"] ?? "../shared/models/squeezenet1.0-dc.onnx"
+        let path = ProcessInfo.processInfo.environment["DIPVIZ_SQUEEZENET"] ?? "models/squeezenet1.0-dc.onnx"
         guard FileManager.default.fileExists(atPath: path) else { throw BenchmarkSkip(reason: "no SqueezeNet at \(path) (set DIPVIZ_SQUEEZENET)") }
         let net = try ONNXNetwork(path: path)
         let probe = Probe(network: net, preprocessing: try Preprocessing.forModel(net.model))

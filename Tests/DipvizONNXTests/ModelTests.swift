@@ -9,8 +9,8 @@ enum Paths {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static func repo(_ path: String) -> String { root.appendingPathComponent(path).path }
     static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Corpus").path
-    static let squeezenet = repo("../shared/models/squeezenet1.0-dc.onnx")
-    static let synsets = repo("../shared/models/imagenet-synsets.txt")
+    static let squeezenet = repo("models/squeezenet1.0-dc.onnx")
+    static let synsets = repo("models/imagenet-synsets.txt")
 }
 
 func relativeError(_ a: Tensor, _ b: Tensor) -> Float {
@@ -56,7 +56,7 @@ struct ConvertedModelTests {
 struct SqueezeNetTests {
     static var available: Bool { TestData.exists(Paths.squeezenet) && TestData.exists(Paths.repo("samples/chelsea.png")) }
 
-    @Test(.enabled(if: SqueezeNetTests.available, "../shared/models or samples/ missing"),
+    @Test(.enabled(if: SqueezeNetTests.available, "samples/ missing (run make prepare)"),
           arguments: [("chelsea", "Egyptian cat", 285), ("coffee", "espresso", 967)])
     func classifies(_ sample: String, _ label: String, _ index: Int) throws {
         let net = try ONNXNetwork(path: Paths.squeezenet)

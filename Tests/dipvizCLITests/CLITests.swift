@@ -63,7 +63,7 @@ enum Repo {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static func path(_ p: String) -> String { root.appendingPathComponent(p).path }
     static let corpusModel = path("Tests/DipvizONNXTests/Corpus/conv_relu_pool.onnx")
-    static let squeezenet = path("../shared/models/squeezenet1.0-dc.onnx")
+    static let squeezenet = path("models/squeezenet1.0-dc.onnx")
     static var haveSqueezeNet: Bool {
         FileManager.default.fileExists(atPath: squeezenet) && FileManager.default.fileExists(atPath: path("samples/chelsea.png"))
     }
@@ -108,10 +108,10 @@ struct ModelCommandTests {
         #expect(bad.stderr.contains("conv1") && bad.stderr.split(separator: "\n").count == 1)
     }
 
-    @Test(.enabled(if: Repo.haveSqueezeNet, "../shared/models or samples/ missing"))
+    @Test(.enabled(if: Repo.haveSqueezeNet, "samples/ missing (run make prepare)"))
     func classifyPrintsTopClasses() throws {
         let r = try runDipviz(["classify", Repo.squeezenet, Repo.path("samples/chelsea.png"), "--json", "--top", "3",
-                               "--labels", Repo.path("../shared/models/imagenet-synsets.txt")])
+                               "--labels", Repo.path("models/imagenet-synsets.txt")])
         #expect(r.status == 0, "\(r.stderr)")
         let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
         let top = object?["top"] as? [[String: Any]] ?? []
