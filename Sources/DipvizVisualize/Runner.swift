@@ -121,9 +121,7 @@ public enum Runner {
             if metrics.ending != .finished { break }
         }
         let metrics = RunMetrics(spec: spec, results: results)
-        if !folder.exists("metrics.json") || (try? folder.read(RunMetrics.self, name: "metrics.json", what: "metrics file")) != metrics {
-            try folder.writeJSON(metrics, name: "metrics.json")
-        }
+        if !folder.exists("metrics.json") { try folder.writeJSON(metrics, name: "metrics.json") }
         return Outcome(record: record, metrics: metrics, folder: folder)
     }
 
