@@ -41,6 +41,18 @@ func waitFor(_ path: String, seconds: Double = 60) -> Bool {
 
 func bytes(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
 
+/// Starts `arguments` (a run into `out`, relative to `directory` when given), waits for its
+/// first checkpoint, sends `signal`, and waits for the process to end.
+@discardableResult
+func interruptedRun(_ arguments: [String], out: String, directory: URL? = nil, signal: Int32 = SIGINT)
+    throws -> (status: Int32, reason: Process.TerminationReason, stderr: String) {
+    let running = try RunningDipviz(arguments, directory: directory)
+    let folder = directory.map { $0.appendingPathComponent(out).path } ?? out
+    #expect(waitFor(folder + "/checkpoints/image.ckpt"), "no checkpoint appeared in \(folder)")
+    kill(running.process.processIdentifier, signal)
+    return running.wait()
+}
+
 @Suite("Faults: kills, signals, divergence, full disks, changed files", .serialized)
 struct FaultTests {
     static func invertArguments(_ model: String, _ photo: String, out: String, prior: String = "tv", iterations: Int = 40,
@@ -90,10 +102,8 @@ struct FaultTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let reference = dir.appendingPathComponent("reference").path, out = dir.appendingPathComponent("signalled").path
         #expect(try runDipviz(FaultTests.invertArguments(model, photo, out: reference, iterations: 400, snapshotEvery: 2)).status == 0)
-        let running = try RunningDipviz(FaultTests.invertArguments(model, photo, out: out, iterations: 400, snapshotEvery: 2))
-        #expect(waitFor(out + "/checkpoints/image.ckpt"))
-        kill(running.process.processIdentifier, signal)
-        let r = running.wait()
+        let r = try interruptedRun(FaultTests.invertArguments(model, photo, out: out, iterations: 400, snapshotEvery: 2), out: out,
+                                   signal: signal)
         #expect(r.reason == .exit && r.status == 130, "\(r.stderr)")
         #expect(r.stderr.contains("--resume"))
         #expect(try runDipviz(["invert", "--resume", out]).status == 0)
@@ -105,10 +115,7 @@ struct FaultTests {
         let (dir, model, photo) = try VisualizeCommandTests.fixture()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("full").path
-        let running = try RunningDipviz(FaultTests.invertArguments(model, photo, out: out, iterations: 400, snapshotEvery: 2))
-        #expect(waitFor(out + "/checkpoints/image.ckpt"))
-        kill(running.process.processIdentifier, SIGINT)
-        _ = running.wait()
+        try interruptedRun(FaultTests.invertArguments(model, photo, out: out, iterations: 400, snapshotEvery: 2), out: out)
         let image = try #require(bytes(out + "/image.png"))
         // Checkpoints of this run are a few KB: a 1 KB limit makes the next one fail.
         let limited = try RunningDipviz(["invert", "--resume", out], shell: "trap '' XFSZ; ulimit -f 1")
@@ -144,10 +151,8 @@ struct FaultTests {
         let (dir, model, photo) = try VisualizeCommandTests.fixture()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("run").path
-        let running = try RunningDipviz(FaultTests.invertArguments(model, photo, out: out, iterations: 400, snapshotEvery: 2))
-        #expect(waitFor(out + "/checkpoints/image.ckpt"))
-        kill(running.process.processIdentifier, SIGTERM)
-        _ = running.wait()
+        try interruptedRun(FaultTests.invertArguments(model, photo, out: out, iterations: 400, snapshotEvery: 2), out: out,
+                           signal: SIGTERM)
         let original = try #require(bytes(model))
         var changed = original
         changed[changed.count - 1] ^= 0x5A
@@ -169,11 +174,9 @@ struct FaultTests {
     @Test func resumeWorksFromAnyDirectory() throws {
         let (dir, _, _) = try VisualizeCommandTests.fixture()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let running = try RunningDipviz(FaultTests.invertArguments("tiny.onnx", "photo.png", out: "rel", iterations: 400, snapshotEvery: 2),
-                                        directory: dir)
-        #expect(waitFor(dir.appendingPathComponent("rel/checkpoints/image.ckpt").path))
-        kill(running.process.processIdentifier, SIGINT)
-        #expect(running.wait().status == 130)
+        let stopped = try interruptedRun(FaultTests.invertArguments("tiny.onnx", "photo.png", out: "rel", iterations: 400, snapshotEvery: 2),
+                                         out: "rel", directory: dir)
+        #expect(stopped.status == 130)
         let r = try RunningDipviz(["invert", "--resume", dir.appendingPathComponent("rel").path], directory: URL(fileURLWithPath: "/")).wait()
         #expect(r.status == 0, "\(r.stderr)")
     }
