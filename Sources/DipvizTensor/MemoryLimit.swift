@@ -82,8 +82,8 @@ public enum MemoryLimit {
 
     /// Checks a byte count (as computed with overflow reporting) against the limit.
     @discardableResult
-    public static func check(bytes needed: (partialValue: Int, overflow: Bool), what: String) throws -> Int {
-        let limit = bytes
+    public static func check(bytes needed: (partialValue: Int, overflow: Bool), what: String, limit given: Int? = nil) throws -> Int {
+        let limit = given ?? bytes
         guard !needed.overflow else { throw AllocationError(what: what, bytes: nil, limit: limit) }
         guard needed.partialValue <= limit else { throw AllocationError(what: what, bytes: needed.partialValue, limit: limit) }
         return needed.partialValue

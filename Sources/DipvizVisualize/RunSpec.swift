@@ -345,7 +345,7 @@ extension RunSpec {
     }
 
     /// Checks every field; with `network`, also layers, units and the memory a step needs.
-    public func validate(network: ONNXNetwork? = nil) throws {
+    public func validate(network: ONNXNetwork? = nil, memoryLimit: Int? = nil) throws {
         func check(_ ok: Bool, _ field: String, _ message: @autoclosure () -> String) throws {
             if !ok { throw RunSpecError.invalid(field: field, message: message()) }
         }
@@ -384,7 +384,7 @@ extension RunSpec {
                 }
             }
         }
-        if let network { try validateAgainst(network) }
+        if let network { try validateAgainst(network, memoryLimit: memoryLimit) }
     }
 
     /// Layer shapes of `network` at `size` (empty when the graph cannot take that size), kept
@@ -402,7 +402,7 @@ extension RunSpec {
 
     /// Layers exist, units and positions fit their maps, classes fit the scores, and a step
     /// fits the memory limit.
-    func validateAgainst(_ network: ONNXNetwork) throws {
+    func validateAgainst(_ network: ONNXNetwork, memoryLimit: Int?) throws {
         // Layers past the deepest one asked for may not fit a small size (a pooling window
         // larger than its input): then shapes are checked when the run reaches them.
         let summary = RunSpec.summary(network, size: size)
@@ -450,7 +450,7 @@ extension RunSpec {
         var bytes = (elements * 4 + scratch * 2) * 4 + Double(size * size * 3 * 4 * 8)
         if let g = prior.generator { bytes += g.estimatedStepBytes(size: size) }
         let needed = bytes < 9e18 ? (Int(bytes), false) : (0, true)
-        try MemoryLimit.check(bytes: needed, what: "a step at \(size)x\(size) px")
+        try MemoryLimit.check(bytes: needed, what: "a step at \(size)x\(size) px", limit: memoryLimit)
     }
 }
 

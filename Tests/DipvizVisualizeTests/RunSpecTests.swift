@@ -51,10 +51,10 @@ struct RunSpecTests {
         let f = try RunFixture()
         defer { f.remove() }
         let (good, net) = try f.spec(.dip, iterations: 5)
-        func rejects(_ change: (inout RunSpec) -> Void, _ field: String) {
+        func rejects(_ change: (inout RunSpec) -> Void, _ field: String, memoryLimit: Int? = nil) {
             var s = good
             change(&s)
-            do { try s.validate(network: net); Issue.record("accepted a bad \(field)") } catch let e as RunSpecError {
+            do { try s.validate(network: net, memoryLimit: memoryLimit); Issue.record("accepted a bad \(field)") } catch let e as RunSpecError {
                 #expect(e.description.hasPrefix(field) || e.description.contains(field), "\(e)")
             } catch let e as VisualizeError { #expect(e.description.contains(field) || field == "unit", "\(e)") } catch let e as AllocationError {
                 #expect(field == "memory" && e.description.contains("bytes"), "\(e)")
@@ -72,9 +72,18 @@ struct RunSpecTests {
         rejects({ $0.objective = .maximization(MaximizationObjective(layer: "conv1", targets: [.channel(unit: 0, window: 0)])) }, "window")
         rejects({ $0.objective = .maximization(MaximizationObjective(layer: "conv1", targets: [.channel(unit: 0, window: 1)], jitter: 100)) }, "jitter")
         rejects({ $0.objective = .maximization(MaximizationObjective(layer: nil, targets: [.classScore(index: 5, probability: false)])) }, "unit")
-        MemoryLimit.bytes = 1 << 20
-        defer { MemoryLimit.bytes = 1 << 40 }
-        rejects({ $0.size = 4096 }, "memory")
+        // (A limit for this check only: the process-wide one is shared with tests running alongside.)
+        rejects({ $0.size = 4096 }, "memory", memoryLimit: 1 << 20)
+    }
+
+    @Test func memoryLimitsParse() {
+        #expect(MemoryLimit.parse("512M") == 512 << 20)
+        #expect(MemoryLimit.parse("32G") == 32 << 30)
+        #expect(MemoryLimit.parse("1.5k") == 1536)
+        #expect(MemoryLimit.parse("123") == 123)
+        for bad in ["", "-1G", "0", "12GiB", "abc", "1e30T", "nan"] { #expect(MemoryLimit.parse(bad) == nil, "\(bad)") }
+        #expect(MemoryLimit.elements([1 << 40, 1 << 40]) == nil && MemoryLimit.elements([3, -1]) == nil && MemoryLimit.elements([2, 3, 4]) == 24)
+        #expect(throws: AllocationError.self) { try MemoryLimit.check(shape: [1 << 20, 1 << 20], what: "x") }
     }
 
     @Test func unitListsAreStrict() throws {

@@ -197,6 +197,10 @@ struct VisualizeCommandTests {
         #expect(again.status == 0)
         #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/image.png")) == Data(contentsOf: URL(fileURLWithPath: out + "2/image.png")),
                 "same command, same output")
+        // `dipviz run` reruns a saved spec into a new folder: the same bytes.
+        let rerun = try runDipviz(["run", out + "/run.json", "--out", out + "3"])
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/image.png")) == Data(contentsOf: URL(fileURLWithPath: out + "3/image.png")))
         // --resume works alone; with other options it says what to drop.
         let resumed = try runDipviz(["invert", "--resume", out])
         #expect(resumed.status == 0, "\(resumed.stderr)")
