@@ -3,17 +3,9 @@ import PackageDescription
 import Foundation
 
 let languageMode: [SwiftSetting] = [.swiftLanguageMode(.v5)]
-/// Vector kernels need AVX2 and FMA on x86-64 (any x86-64 CPU since 2013-2015). Set
-/// DIPVIZ_PORTABLE=1 when building for older processors; the engine then uses GEMM paths only.
-let vectorISA: [SwiftSetting] = {
-    #if arch(x86_64)
-    if ProcessInfo.processInfo.environment["DIPVIZ_PORTABLE"] == nil {
-        return [.unsafeFlags(["-target-cpu", "haswell"]), .define("DIPVIZ_SIMD_FMA")]
-    }
-    #endif
-    return []
-}()
-let optimised: [SwiftSetting] = languageMode + vectorISA
+/// One portable binary: the vector kernels (CDipvizKernels) are compiled for each instruction
+/// set and chosen at start-up from what the processor reports, so no target CPU is set here.
+let optimised: [SwiftSetting] = languageMode
 
 let package = Package(
     name: "dipviz",
@@ -41,12 +33,16 @@ let package = Package(
         // CPUID and XGETBV (what the processor and the operating system support), and a forked
         // child for checking kernels that might fault.
         .target(name: "CCPUID", path: "Sources/CCPUID"),
+        // The engine's vector kernels, once per instruction set (portable, AVX2+FMA, AVX-512),
+        // each file with its own target attributes; DipvizTensor picks one table at start-up.
+        .target(name: "CDipvizKernels", path: "Sources/CDipvizKernels",
+                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
 
         // protobuf-c code generated from scripts/onnx.proto (scripts/generate-onnx-proto.sh).
         .target(name: "COnnxProto", dependencies: ["CProtobufC"], path: "Sources/COnnxProto",
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
 
-        .target(name: "DipvizTensor", dependencies: ["CBLAS", "CCPUID"], swiftSettings: optimised),
+        .target(name: "DipvizTensor", dependencies: ["CBLAS", "CCPUID", "CDipvizKernels"], swiftSettings: optimised),
         .target(name: "DipvizONNX", dependencies: ["COnnxProto", "CProtobufC", "DipvizTensor", "DipvizImage"],
                 swiftSettings: optimised),
         .target(name: "DipvizImage", dependencies: ["CPNG", "DipvizTensor"], swiftSettings: languageMode),

@@ -8,7 +8,15 @@ import DipvizVisualize
 public struct BenchmarkResult: Codable, Sendable {
     public let `case`: String
     public let ms: Double
+    /// Median processor time (user + system, all threads) of one call: steadier than `ms` on a
+    /// loaded machine, and `cpu_ms / ms` says how many cores the case kept busy.
+    public let cpu_ms: Double
     public let gflops: Double
+    /// The case's peak resident memory in MB (the process high-water mark, reset before the
+    /// case is set up; Linux only, else 0).
+    public let peak_rss_mb: Double
+    /// The engine's vector kernels (portable, avx2, avx512).
+    public let kernels: String
     public let repeats: Int
     public let openblas_core: String
     /// How that core was chosen: detected by OpenBLAS, selected by dipviz, or set by the user.
@@ -42,21 +50,38 @@ public struct BenchmarkSkip: Error { public let reason: String }
 
 public enum Benchmarks {
     public static func run(_ c: BenchmarkCase, repeats: Int, warmup: Int = 1) throws -> BenchmarkResult {
+        BufferPool.shared.trim()
+        ResidentMemory.resetPeak()
         let (body, flops) = try c.prepare()
         for _ in 0..<warmup { body() }
-        var times: [Double] = []
+        var times: [Double] = [], cpuTimes: [Double] = []
         for _ in 0..<Swift.max(repeats, 1) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
+            let t0 = DispatchTime.now().uptimeNanoseconds, c0 = processorSeconds()
             body()
+            cpuTimes.append((processorSeconds() - c0) * 1e3)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
         }
-        times.sort()
-        let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+        let median = Self.median(times)
         return BenchmarkResult(case: c.name, ms: (median * 1000).rounded() / 1000,
+                               cpu_ms: (Self.median(cpuTimes) * 1000).rounded() / 1000,
                                gflops: ((flops / (median / 1000) / 1e9) * 10).rounded() / 10,
+                               peak_rss_mb: (Double(ResidentMemory.peakBytes) / 1e5).rounded() / 10,
+                               kernels: VectorKernels.active.description,
                                repeats: times.count, openblas_core: BLAS.coreName,
                                openblas_choice: BLAS.coreReport?.summary ?? "as OpenBLAS loaded (no selection ran)",
                                threads: Parallel.workerCount, detail: c.detail)
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let v = values.sorted()
+        return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+    }
+
+    /// Processor time of the whole process (all threads), in seconds.
+    static func processorSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
     }
 
     public static var all: [BenchmarkCase] {
@@ -64,9 +89,16 @@ public enum Benchmarks {
          dipInvertAlexNet, tvInvertAlexNet, dipMaximizeSqueezeNet]
     }
 
+    /// The structure's weights as constants, as they are when read from a file: the graph
+    /// builder makes them trainable, which would add weight gradients to every step.
+    static func frozen(_ model: ONNXModel) -> ONNXModel {
+        for case .float(let t) in model.graph.initializers.values { t.requiresGrad = false }
+        return model
+    }
+
     /// torchvision AlexNet's structure with random weights: timing does not depend on the values.
     static func alexnetProbe() throws -> Probe {
-        Probe(network: try ONNXNetwork(model: TorchvisionStructures.alexnet()), preprocessing: .torchvision)
+        Probe(network: try ONNXNetwork(model: frozen(TorchvisionStructures.alexnet())), preprocessing: .torchvision)
     }
 
     /// One optimisation step of a run (the loop's body), timed alone.
@@ -162,7 +194,7 @@ public enum Benchmarks {
     /// Inference of a full torchvision classifier (random weights) through the ONNX runtime.
     static func classifierForward(_ name: String, _ make: @escaping @Sendable () -> ONNXModel) -> BenchmarkCase {
         BenchmarkCase(name: name, detail: "batch 1, 3x224x224, features and classifier, no gradient") {
-            let net = try ONNXNetwork(model: make())
+            let net = try ONNXNetwork(model: frozen(make()))
             let macs = try net.summarize(height: 224, width: 224).reduce(0) { $0 + $1.macs }
             let x = Tensor.uniform([1, 3, 224, 224], seed: 1)
             return ({ _ = try? GradMode.withoutGrad { try net(x) } }, 2 * Double(macs))
@@ -247,5 +279,25 @@ public enum Benchmarks {
         }
         conv(cfg.channelsUp[0], cfg.outputChannels, 1, at: size, readsNoise: false)
         return total
+    }
+}
+
+/// The process's resident-memory high-water mark (Linux: VmHWM, reset through clear_refs).
+public enum ResidentMemory {
+    /// Starts a new high-water mark at the current resident size.
+    public static func resetPeak() {
+        guard let f = fopen("/proc/self/clear_refs", "w") else { return }
+        fputs("5", f)
+        fclose(f)
+    }
+
+    /// VmHWM in bytes; 0 where /proc does not say.
+    public static var peakBytes: Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+            return digits * 1024
+        }
+        return 0
     }
 }

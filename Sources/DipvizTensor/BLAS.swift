@@ -93,6 +93,16 @@ public enum BLAS {
         }
     }
 
+    /// C = A B (row-major, no transposes) in one OpenBLAS call on the calling thread: for
+    /// callers that spread independent products over the cores themselves.
+    @inline(__always)
+    static func sgemmSingleThread(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                                  b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        _ = configured
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
+                    a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+    }
+
     /// OpenBLAS runs single-threaded; `sgemm` spreads work over cores itself.
     static let configured: Void = { openblas_set_num_threads(1) }()
 }

@@ -1,4 +1,6 @@
 import CCPUID
+import CDipvizKernels
+import Foundation
 
 // The one Swift file that uses CCPUID.
 
@@ -91,36 +93,91 @@ public enum ChildProcess {
     }
 }
 
-/// Which of the engine's own kernels this build runs.
-public enum VectorKernels {
-    /// Whether the build uses AVX2 and FMA vectors (Package.swift sets DIPVIZ_SIMD_FMA unless
-    /// DIPVIZ_PORTABLE is set) or NEON on arm64; otherwise convolutions go through GEMM only.
-    public static var isVectorBuild: Bool {
-        #if DIPVIZ_SIMD_FMA || arch(arm64)
-        return true
-        #else
-        return false
-        #endif
+/// An instruction-set level of the engine's vector kernels (CDipvizKernels), lowest first.
+public enum KernelPath: Int, CaseIterable, Comparable, Sendable, CustomStringConvertible {
+    case portable = 0, avx2 = 1, avx512 = 2
+
+    public static func < (a: KernelPath, b: KernelPath) -> Bool { a.rawValue < b.rawValue }
+
+    /// The spelling of DIPVIZ_ISA and of reports: "portable", "avx2", "avx512".
+    public var description: String {
+        switch self {
+        case .portable: return "portable"
+        case .avx2: return "avx2"
+        case .avx512: return "avx512"
+        }
     }
+
+    public init?(name: String) {
+        guard let path = KernelPath.allCases.first(where: { $0.description == name.lowercased() }) else { return nil }
+        self = path
+    }
+
+    /// Whether the processor (and its operating system) runs this level's instructions.
+    public func runs(on cpu: CPUFeatures) -> Bool {
+        switch self {
+        case .portable: return true
+        case .avx2: return cpu.avx2 && cpu.fma
+        case .avx512: return cpu.avx512f && cpu.avx512dq && cpu.avx512bw && cpu.avx512vl && cpu.osSavesAVX512
+        }
+    }
+
+    /// This level's kernel table, or nil when the build has none (non-x86 builds: portable only).
+    var table: UnsafePointer<dipviz_kernels>? { dipviz_kernels_for_level(Int32(rawValue)) }
+}
+
+/// Which of the engine's own kernels run: chosen once at start-up from CPUID, the best level
+/// the processor supports unless `DIPVIZ_ISA` asks for a lower one.
+public enum VectorKernels {
+    public static let variable = "DIPVIZ_ISA"
+
+    /// The levels this build has and this processor runs, lowest first.
+    public static func supported(on cpu: CPUFeatures = .current) -> [KernelPath] {
+        KernelPath.allCases.filter { $0.table != nil && $0.runs(on: cpu) }
+    }
+
+    /// The level chosen for this process, and a warning when DIPVIZ_ISA could not be followed.
+    public static let selection: (path: KernelPath, warning: String?) = choose(
+        cpu: .current, requested: ProcessInfo.processInfo.environment[variable])
+
+    /// The best supported level, or the requested one when it is supported; an unknown or
+    /// unsupported request falls back to the best level with a warning.
+    public static func choose(cpu: CPUFeatures, requested: String?) -> (path: KernelPath, warning: String?) {
+        let available = supported(on: cpu)
+        let best = available.last ?? .portable
+        guard let requested, !requested.isEmpty else { return (best, nil) }
+        guard let path = KernelPath(name: requested) else {
+            return (best, "dipviz: \(variable)=\(requested) is not a kernel level (portable, avx2, avx512); running \(best)")
+        }
+        guard available.contains(path) else {
+            return (best, "dipviz: \(variable)=\(requested) is not supported by this processor; running \(best)")
+        }
+        return (path, nil)
+    }
+
+    @TaskLocal static var override: KernelPath?
+
+    /// The level in force on this task: the start-up choice, or the one `withPath` set.
+    public static var active: KernelPath { override ?? selection.path }
+
+    /// Runs `body` with the kernels of `path` (tests compare every supported level with the
+    /// portable one). The level must be supported here.
+    public static func withPath<R>(_ path: KernelPath, _ body: () throws -> R) rethrows -> R {
+        precondition(supported().contains(path), "kernel level \(path) is not supported on this processor")
+        return try $override.withValue(path, operation: body)
+    }
+
+    /// The table in force, read on the calling thread (worker threads do not see `withPath`).
+    static var current: UnsafePointer<dipviz_kernels> { active.table! }
 
     public static var description: String {
-        #if DIPVIZ_SIMD_FMA
-        return "AVX2+FMA direct convolutions, GEMM through OpenBLAS"
-        #elseif arch(arm64)
-        return "NEON direct convolutions, GEMM through OpenBLAS"
-        #else
-        return "portable build: convolutions through OpenBLAS GEMM only"
-        #endif
+        let width = Int(current.pointee.vector_floats) * 32
+        return "\(active) (\(width)-bit vectors; supported here: \(supported().map(\.description).joined(separator: ", "))), GEMM through OpenBLAS"
     }
 
-    /// Whether this processor can run what the build was compiled for.
-    public static func runs(on cpu: CPUFeatures) -> Bool {
-        #if DIPVIZ_SIMD_FMA
-        return cpu.avx2 && cpu.fma
-        #else
-        return true
-        #endif
-    }
+    /// Whether this processor can run the build: always, since the build is portable and the
+    /// vector levels are chosen at run time.
+    public static func runs(on cpu: CPUFeatures) -> Bool { true }
 }
 
 extension String {

@@ -1,3 +1,4 @@
+import CDipvizKernels
 import Foundation
 
 /// Geometry of a 2-D convolution or pooling window.
@@ -60,7 +61,7 @@ struct ConvGeometry {
     /// Few output channels make GEMM packing cost as much as the arithmetic; a direct kernel
     /// that reads the padded input in place is faster there.
     var prefersDirect: Bool {
-        DirectConvolution.isAvailable && o.strideH == 1 && o.strideW == 1 && o.dilationH == 1 && o.dilationW == 1
+        o.strideH == 1 && o.strideW == 1 && o.dilationH == 1 && o.dilationW == 1
             && mg <= 48 && !(kh == 1 && kw == 1)
     }
 
@@ -69,7 +70,7 @@ struct ConvGeometry {
     /// channel planes off the same cache sets (a row stride of wp+16 ran at half speed).
     var directLayout: (Int, Int, Int) {
         let hp = h + o.padTop + o.padBottom, wp = w + o.padLeft + o.padRight
-        let rowStride = wp + 24
+        let rowStride = wp + Int(DIPVIZ_DIRECT_ROW_SLACK) + 8
         return (hp, rowStride, hp * rowStride + 40)
     }
 
@@ -153,7 +154,14 @@ extension Tensor {
         if let y = stridedAsSpaceToDepth(weight: weight, bias: bias, options: o, outputSize: (oh, ow)) { return y }
         let geo = ConvGeometry(n: n, c: c, h: h, w: w, m: m, kh: kh, kw: kw, oh: oh, ow: ow, o: o)
         let out = Tensor(uninitializedShape: [n, m, oh, ow])
-        Tensor.convForward(geo, x: data, weight: weight.data, bias: bias?.data, y: out.data)
+        if WinogradConvolution.applies(geo, weight: weight) {
+            let u = WinogradConvolution.weights(geo, weight: weight, transposed: false)
+            withExtendedLifetime(u) {
+                WinogradConvolution.forward(geo, x: data, u: u.pointer, bias: bias?.data, y: out.data, accumulate: false)
+            }
+        } else {
+            Tensor.convForward(geo, x: data, weight: weight.data, bias: bias?.data, y: out.data)
+        }
         var inputs = [self, weight]
         if let b = bias { inputs.append(b) }
         return Tensor.record(out, inputs) { _, g in
@@ -169,7 +177,7 @@ extension Tensor {
         let (_, c, h, w) = nchw
         let m = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
         guard s > 1, o.strideW == s, o.dilationH == 1, o.dilationW == 1, o.groups == 1,
-              DirectConvolution.isAvailable, m <= 48, kh >= s || kw >= s else { return nil }
+              m <= 48, kh >= s || kw >= s else { return nil }
         let (oh, ow) = outputSize
         let khs = (kh + s - 1) / s, kws = (kw + s - 1) / s
         // Rows and columns the phases must cover; extra ones are zeros, surplus ones are cut.
@@ -267,7 +275,8 @@ extension Tensor {
 
     static func directWeightGradient(_ geo: ConvGeometry, x: UnsafePointer<Float>, gy: UnsafePointer<Float>, gw: GradTarget) {
         let (_, rowStride, planeStride) = geo.directLayout
-        let gyRow = (geo.ow + 15) / 16 * 16
+        let multiple = DirectConvolution.gradientRowMultiple
+        let gyRow = (geo.ow + multiple - 1) / multiple * multiple
         let gyCount = (geo.mg + 3) / 4 * 4 * geo.oh * gyRow
         withScratch(geo.cg * planeStride + 32) { xp in
             withScratch(gyCount) { gyp in
@@ -301,6 +310,13 @@ extension Tensor {
         if wantW { weight.withGrad { gwTarget = $0 } }
         var gxTarget: GradTarget? = nil
         if wantX { x.withGrad { gxTarget = $0 } }
+        if let gx = gxTarget, let transposed = geo.inputGradientGeometry, WinogradConvolution.applies(transposed, weight: weight) {
+            let u = WinogradConvolution.weights(transposed, weight: weight, transposed: true)
+            withExtendedLifetime(u) {
+                WinogradConvolution.forward(transposed, x: gy, u: u.pointer, bias: nil, y: gx.pointer, accumulate: gx.accumulate)
+            }
+            gxTarget = nil
+        }
         if let gx = gxTarget, let transposed = geo.inputGradientGeometry {
             // With unit stride the input gradient is itself a convolution of the output gradient
             // with the flipped, transposed kernel: one GEMM with a long inner dimension instead

@@ -85,10 +85,14 @@ public final class Tensor: @unchecked Sendable {
 
     public func copy(from other: Tensor) {
         precondition(other.count == count, "copy of \(other.shape) into \(shape)")
+        storage.dropDerived()
         data.update(from: other.data, count: count)
     }
 
-    public func fill(_ value: Float) { data.update(repeating: value, count: count) }
+    public func fill(_ value: Float) {
+        storage.dropDerived()
+        data.update(repeating: value, count: count)
+    }
 
     /// N, C, H, W of a rank-4 tensor.
     var nchw: (Int, Int, Int, Int) {

@@ -13,6 +13,26 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit { BufferPool.shared.give(pointer, count: count) }
+
+    /// Values derived from this buffer's contents (a convolution's transformed weights), kept
+    /// while the buffer lives and dropped when it is written through `Tensor.copy` or `fill`.
+    private var derived: [String: TensorStorage] = [:]
+    private let derivedLock = NSLock()
+
+    /// The derived buffer under `key`, made by `make` on first use.
+    func derivedBuffer(_ key: String, count: Int, make: (UnsafeMutablePointer<Float>) -> Void) -> TensorStorage {
+        derivedLock.lock(); defer { derivedLock.unlock() }
+        if let found = derived[key], found.count == count { return found }
+        let buffer = TensorStorage(count: count)
+        make(buffer.pointer)
+        derived[key] = buffer
+        return buffer
+    }
+
+    func dropDerived() {
+        derivedLock.lock(); defer { derivedLock.unlock() }
+        derived.removeAll()
+    }
 }
 
 /// Size-keyed free lists of 64-byte aligned float buffers.

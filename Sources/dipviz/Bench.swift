@@ -29,9 +29,9 @@ struct Bench: ParsableCommand {
         if list { Benchmarks.all.forEach { print($0.name) }; return }
         let selected = cases.isEmpty ? Benchmarks.all : Benchmarks.all.filter { cases.contains($0.name) }
         // Which kernels ran, once, where it does not mix with the JSON lines.
-        if let report = BLAS.coreReport {
-            FileHandle.standardError.write(Data("dipviz bench: OpenBLAS \(BLAS.version), core \(report.summary); \(report.cpu.description)\n".utf8))
-        }
+        if let warning = VectorKernels.selection.warning { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+        let core = BLAS.coreReport?.summary ?? BLAS.coreName
+        FileHandle.standardError.write(Data("dipviz bench: kernels \(VectorKernels.description); OpenBLAS \(BLAS.version), core \(core); \(CPUFeatures.current.description); \(Parallel.workerCount) threads\n".utf8))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         for c in selected {

@@ -1,0 +1,278 @@
+// The body of every kernel, compiled once per instruction set: the including file defines
+// DIPVIZ_VW (floats per vector), DIPVIZ_SUFFIX (name suffix), DIPVIZ_LEVEL, DIPVIZ_NAME and the
+// target attributes (pragma) before including this file. Plain C with the compiler's vector
+// extension: the same source becomes 512-, 256- or 128-bit code.
+
+#define DIPVIZ_CAT2(a, b) a##_##b
+#define DIPVIZ_CAT(a, b) DIPVIZ_CAT2(a, b)
+#define K(name) DIPVIZ_CAT(name, DIPVIZ_SUFFIX)
+
+typedef float K(vf) __attribute__((ext_vector_type(DIPVIZ_VW), aligned(4)));
+#define VF K(vf)
+
+static inline VF K(load)(const float *p) { return *(const VF *)p; }
+static inline void K(store)(float *p, VF v) { *(VF *)p = v; }
+static inline VF K(splat)(float x) { return (VF)(x); }
+static inline float K(hsum)(VF v) {
+    float s = 0;
+    for (int i = 0; i < DIPVIZ_VW; i++) s += v[i];
+    return s;
+}
+
+static void K(direct_forward)(const float *xp, long c, long row_stride, long plane_stride,
+                              const float *packed, long m, long kh, long kw,
+                              float *y, long oh, long ow, int accumulate, long begin, long end) {
+    enum { CB = DIPVIZ_DIRECT_CHANNEL_BLOCK, PX = 2 * DIPVIZ_VW };
+    const long blocks = (m + CB - 1) / CB, kk = kh * kw;
+    for (long item = begin; item < end; item++) {
+        const long oy = item / blocks, b = item % blocks;
+        const float *wb = packed + b * c * kk * CB;
+        for (long ox = 0; ox < ow; ox += PX) {
+            VF a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0;
+            VF b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0, b5 = 0;
+            for (long ch = 0; ch < c; ch++) {
+                const float *plane = xp + ch * plane_stride + oy * row_stride + ox;
+                const float *wc = wb + ch * kk * CB;
+                for (long i = 0; i < kh; i++) {
+                    const float *row = plane + i * row_stride;
+                    const float *wr = wc + i * kw * CB;
+                    for (long j = 0; j < kw; j++) {
+                        const VF x0 = K(load)(row + j), x1 = K(load)(row + j + DIPVIZ_VW);
+                        const float *wq = wr + j * CB;
+                        VF w = K(splat)(wq[0]); a0 += w * x0; b0 += w * x1;
+                        w = K(splat)(wq[1]); a1 += w * x0; b1 += w * x1;
+                        w = K(splat)(wq[2]); a2 += w * x0; b2 += w * x1;
+                        w = K(splat)(wq[3]); a3 += w * x0; b3 += w * x1;
+                        w = K(splat)(wq[4]); a4 += w * x0; b4 += w * x1;
+                        w = K(splat)(wq[5]); a5 += w * x0; b5 += w * x1;
+                    }
+                }
+            }
+            float tile[CB][PX];
+            K(store)(tile[0], a0); K(store)(tile[0] + DIPVIZ_VW, b0);
+            K(store)(tile[1], a1); K(store)(tile[1] + DIPVIZ_VW, b1);
+            K(store)(tile[2], a2); K(store)(tile[2] + DIPVIZ_VW, b2);
+            K(store)(tile[3], a3); K(store)(tile[3] + DIPVIZ_VW, b3);
+            K(store)(tile[4], a4); K(store)(tile[4] + DIPVIZ_VW, b4);
+            K(store)(tile[5], a5); K(store)(tile[5] + DIPVIZ_VW, b5);
+            const long n = ow - ox < PX ? ow - ox : PX;
+            for (long q = 0; q < CB && b * CB + q < m; q++) {
+                float *dst = y + (b * CB + q) * oh * ow + oy * ow + ox;
+                if (accumulate) { for (long t = 0; t < n; t++) dst[t] += tile[q][t]; }
+                else { for (long t = 0; t < n; t++) dst[t] = tile[q][t]; }
+            }
+        }
+    }
+}
+
+static void K(direct_weight_gradient)(const float *xp, long c, long row_stride, long plane_stride,
+                                      const float *gy, long gy_row_stride, long m, long kh, long kw, long oh,
+                                      float *dw, int accumulate, long begin, long end) {
+    enum { V = DIPVIZ_VW };
+    const long kk = kh * kw, gy_plane = oh * gy_row_stride;
+    // Bands of output rows keep the four gradient planes' rows in the first-level cache.
+    long band = 1024 / gy_row_stride;
+    if (band < 1) band = 1;
+    if (band > oh) band = oh;
+    float sums[kk * 4];
+    for (long item = begin; item < end; item++) {
+        const long b = item / c, ch = item % c;
+        for (long t = 0; t < kk * 4; t++) sums[t] = 0;
+        const float *g0 = gy + (b * 4) * gy_plane, *g1 = g0 + gy_plane, *g2 = g1 + gy_plane, *g3 = g2 + gy_plane;
+        const float *plane = xp + ch * plane_stride;
+        for (long row0 = 0; row0 < oh; row0 += band) {
+            const long rows = oh - row0 < band ? oh - row0 : band;
+            for (long i = 0; i < kh; i++) {
+                for (long j = 0; j < kw; j++) {
+                    VF a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+                    for (long oy = row0; oy < row0 + rows; oy++) {
+                        const float *xr = plane + (oy + i) * row_stride + j;
+                        const long o = oy * gy_row_stride;
+                        for (long ox = 0; ox < gy_row_stride; ox += 2 * V) {
+                            const VF x0 = K(load)(xr + ox), x1 = K(load)(xr + ox + V);
+                            const long p = o + ox;
+                            a0 += K(load)(g0 + p) * x0; a1 += K(load)(g1 + p) * x0;
+                            a2 += K(load)(g2 + p) * x0; a3 += K(load)(g3 + p) * x0;
+                            c0 += K(load)(g0 + p + V) * x1; c1 += K(load)(g1 + p + V) * x1;
+                            c2 += K(load)(g2 + p + V) * x1; c3 += K(load)(g3 + p + V) * x1;
+                        }
+                    }
+                    const long t = (i * kw + j) * 4;
+                    sums[t] += K(hsum)(a0 + c0); sums[t + 1] += K(hsum)(a1 + c1);
+                    sums[t + 2] += K(hsum)(a2 + c2); sums[t + 3] += K(hsum)(a3 + c3);
+                }
+            }
+        }
+        for (long q = 0; q < 4 && b * 4 + q < m; q++) {
+            float *dst = dw + ((b * 4 + q) * c + ch) * kk;
+            for (long t = 0; t < kk; t++) {
+                if (accumulate) dst[t] += sums[t * 4 + q]; else dst[t] = sums[t * 4 + q];
+            }
+        }
+    }
+}
+
+// Winograd F(4x4, 3x3), Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks"
+// (CVPR 2016), section 4.2 and eq. 8, interpolation points 0, 1, -1, 2, -2 and infinity.
+// B^T rows applied to d0..d5 (input transform) and A^T rows to m0..m5 (output transform).
+#define WINO_BT(d0, d1, d2, d3, d4, d5, r0, r1, r2, r3, r4, r5) \
+    r0 = 4 * (d0) - 5 * (d2) + (d4);                            \
+    r1 = -4 * (d1) - 4 * (d2) + (d3) + (d4);                    \
+    r2 = 4 * (d1) - 4 * (d2) - (d3) + (d4);                     \
+    r3 = -2 * (d1) - (d2) + 2 * (d3) + (d4);                    \
+    r4 = 2 * (d1) - (d2) - 2 * (d3) + (d4);                     \
+    r5 = 4 * (d1) - 5 * (d3) + (d5);
+
+static void K(winograd_input)(const float *x, long h, long w, long pad_top, long pad_left,
+                              long tile_row0, long tile_rows, long tw, float *v, long ld, long channels_total,
+                              long begin, long end) {
+    const long wp = 4 * tw + 2;          // columns the tiles of a row read
+    const long sw = tw + 1;              // entries per phase (tiles + the one the last tile peeks at)
+    float rows[6][wp], t[6][wp], s[6][4][sw + DIPVIZ_VW];
+    for (long ch = begin; ch < end; ch++) {
+        const float *plane = x + ch * h * w;
+        for (long r = 0; r < tile_rows; r++) {
+            const long ty = tile_row0 + r;
+            // The six input rows of this tile row, zero outside the image.
+            for (long i = 0; i < 6; i++) {
+                const long iy = 4 * ty - pad_top + i;
+                float *dst = rows[i];
+                if (iy < 0 || iy >= h) { for (long X = 0; X < wp; X++) dst[X] = 0; continue; }
+                const float *src = plane + iy * w;
+                for (long X = 0; X < wp; X++) {
+                    const long ix = X - pad_left;
+                    dst[X] = (ix >= 0 && ix < w) ? src[ix] : 0;
+                }
+            }
+            // B^T along the rows, every column at once.
+            for (long X = 0; X < wp; X++) {
+                WINO_BT(rows[0][X], rows[1][X], rows[2][X], rows[3][X], rows[4][X], rows[5][X],
+                        t[0][X], t[1][X], t[2][X], t[3][X], t[4][X], t[5][X])
+            }
+            // Columns by phase (column 4 tx + p), so that B along the columns runs over tiles.
+            for (long k = 0; k < 6; k++) {
+                for (long p = 0; p < 4; p++) {
+                    for (long tx = 0; tx < sw; tx++) {
+                        const long X = 4 * tx + p;
+                        s[k][p][tx] = X < wp ? t[k][X] : 0;
+                    }
+                }
+            }
+            const long t0 = r * tw;
+            for (long k = 0; k < 6; k++) {
+                float *out[6];
+                for (long l = 0; l < 6; l++) out[l] = v + ((k * 6 + l) * channels_total + ch) * ld + t0;
+                const float *p0 = s[k][0], *p1 = s[k][1], *p2 = s[k][2], *p3 = s[k][3];
+                for (long tx = 0; tx < tw; tx++) {
+                    WINO_BT(p0[tx], p1[tx], p2[tx], p3[tx], p0[tx + 1], p1[tx + 1],
+                            out[0][tx], out[1][tx], out[2][tx], out[3][tx], out[4][tx], out[5][tx])
+                }
+            }
+        }
+    }
+}
+
+static void K(winograd_output)(const float *mm, long ld, long channels_total, long tile_row0, long tile_rows,
+                               long tw, float *y, long oh, long ow, const float *bias, int relu, int accumulate,
+                               long begin, long end) {
+    float q[4][6][tw], o[4][4 * tw];
+    for (long ch = begin; ch < end; ch++) {
+        const float b = bias ? bias[ch] : 0;
+        float *plane = y + ch * oh * ow;
+        for (long r = 0; r < tile_rows; r++) {
+            const long t0 = r * tw;
+            // A^T down the six rows of each tile (k), for each column l, over all tiles of the row.
+            for (long l = 0; l < 6; l++) {
+                const float *m0 = mm + ((0 * 6 + l) * channels_total + ch) * ld + t0;
+                const float *m1 = mm + ((1 * 6 + l) * channels_total + ch) * ld + t0;
+                const float *m2 = mm + ((2 * 6 + l) * channels_total + ch) * ld + t0;
+                const float *m3 = mm + ((3 * 6 + l) * channels_total + ch) * ld + t0;
+                const float *m4 = mm + ((4 * 6 + l) * channels_total + ch) * ld + t0;
+                const float *m5 = mm + ((5 * 6 + l) * channels_total + ch) * ld + t0;
+                for (long tx = 0; tx < tw; tx++) {
+                    const float a = m1[tx] + m2[tx], d = m1[tx] - m2[tx];
+                    const float e = m3[tx] + m4[tx], f = m3[tx] - m4[tx];
+                    q[0][l][tx] = m0[tx] + a + e;
+                    q[1][l][tx] = d + 2 * f;
+                    q[2][l][tx] = a + 4 * e;
+                    q[3][l][tx] = d + 8 * f + m5[tx];
+                }
+            }
+            // A^T along the columns, interleaved back into image order.
+            for (long i = 0; i < 4; i++) {
+                const float *n0 = q[i][0], *n1 = q[i][1], *n2 = q[i][2], *n3 = q[i][3], *n4 = q[i][4], *n5 = q[i][5];
+                for (long tx = 0; tx < tw; tx++) {
+                    const float a = n1[tx] + n2[tx], d = n1[tx] - n2[tx];
+                    const float e = n3[tx] + n4[tx], f = n3[tx] - n4[tx];
+                    o[i][4 * tx] = n0[tx] + a + e;
+                    o[i][4 * tx + 1] = d + 2 * f;
+                    o[i][4 * tx + 2] = a + 4 * e;
+                    o[i][4 * tx + 3] = d + 8 * f + n5[tx];
+                }
+            }
+            for (long i = 0; i < 4; i++) {
+                const long oy = 4 * (tile_row0 + r) + i;
+                if (oy >= oh) break;
+                float *dst = plane + oy * ow;
+                const float *src = o[i];
+                if (accumulate) {
+                    for (long X = 0; X < ow; X++) dst[X] += src[X] + b;
+                } else if (relu) {
+                    for (long X = 0; X < ow; X++) { const float z = src[X] + b; dst[X] = z > 0 ? z : 0; }
+                } else {
+                    for (long X = 0; X < ow; X++) dst[X] = src[X] + b;
+                }
+            }
+        }
+    }
+}
+
+static void K(sum_and_squares)(const float *x, long n, double *sum, double *squares) {
+    double total = 0, sq = 0;
+    for (long start = 0; start < n; start += 2048) {
+        const long len = n - start < 2048 ? n - start : 2048;
+        const float *p = x + start;
+        VF s0 = 0, s1 = 0, q0 = 0, q1 = 0;
+        long i = 0;
+        for (; i + 2 * DIPVIZ_VW <= len; i += 2 * DIPVIZ_VW) {
+            const VF a = K(load)(p + i), b = K(load)(p + i + DIPVIZ_VW);
+            s0 += a; s1 += b; q0 += a * a; q1 += b * b;
+        }
+        float s = K(hsum)(s0 + s1), q = K(hsum)(q0 + q1);
+        for (; i < len; i++) { s += p[i]; q += p[i] * p[i]; }
+        total += s; sq += q;
+    }
+    *sum = total; *squares = sq;
+}
+
+static void K(sum_and_centred_dot)(const float *g, const float *x, float shift, long n, double *sum, double *dot) {
+    double total = 0, dt = 0;
+    const VF c = K(splat)(shift);
+    for (long start = 0; start < n; start += 2048) {
+        const long len = n - start < 2048 ? n - start : 2048;
+        const float *pg = g + start, *px = x + start;
+        VF s0 = 0, s1 = 0, d0 = 0, d1 = 0;
+        long i = 0;
+        for (; i + 2 * DIPVIZ_VW <= len; i += 2 * DIPVIZ_VW) {
+            const VF a = K(load)(pg + i), b = K(load)(pg + i + DIPVIZ_VW);
+            s0 += a; s1 += b;
+            d0 += a * (K(load)(px + i) - c); d1 += b * (K(load)(px + i + DIPVIZ_VW) - c);
+        }
+        float s = K(hsum)(s0 + s1), d = K(hsum)(d0 + d1);
+        for (; i < len; i++) { s += pg[i]; d += pg[i] * (px[i] - shift); }
+        total += s; dt += d;
+    }
+    *sum = total; *dot = dt;
+}
+
+const dipviz_kernels K(dipviz_kernels) = {
+    .name = DIPVIZ_NAME,
+    .level = DIPVIZ_LEVEL,
+    .vector_floats = DIPVIZ_VW,
+    .direct_forward = K(direct_forward),
+    .direct_weight_gradient = K(direct_weight_gradient),
+    .winograd_input = K(winograd_input),
+    .winograd_output = K(winograd_output),
+    .sum_and_squares = K(sum_and_squares),
+    .sum_and_centred_dot = K(sum_and_centred_dot),
+};
