@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/release/dipviz
 
-.PHONY: setup prepare build demo test bench fixtures fault fault-quick clean
+.PHONY: setup prepare build demo test bench bench-peer fixtures fault fault-quick clean
 
 setup:
 	@scripts/setup.sh
@@ -22,6 +22,13 @@ demo: build prepare
 
 bench: build
 	$(BIN) bench
+
+# dipviz against PyTorch CPU, case by case in turn, same threads: the ratio table of the README.
+# PEER_PYTHON needs torch (a CPU build is enough); about 10 minutes on 2 cores.
+PEER_PYTHON ?= python3
+PEER_REPEATS ?= 5
+bench-peer: build
+	$(PEER_PYTHON) bench/bench_peer.py --binary $(BIN) --repeats $(PEER_REPEATS)
 
 # Where the onnx wheel keeps its test models (light_*.onnx); tests skip them when absent.
 ONNX_WHEEL_DATA = $(shell python3 -c "import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), 'backend', 'test', 'data'))" 2>/dev/null)

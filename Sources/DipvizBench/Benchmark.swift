@@ -86,7 +86,7 @@ public enum Benchmarks {
 
     public static var all: [BenchmarkCase] {
         [sgemm1024, convForward, convBackward, dipStep256, alexnetForward224, vgg16Forward224, onnxLoadVGG16,
-         dipInvertAlexNet, tvInvertAlexNet, dipMaximizeSqueezeNet]
+         dipInvertAlexNet, tvInvertAlexNet, dipMaximizeSqueezeNet] + growth
     }
 
     /// The structure's weights as constants, as they are when read from a file: the graph
@@ -94,11 +94,6 @@ public enum Benchmarks {
     static func frozen(_ model: ONNXModel) -> ONNXModel {
         for case .float(let t) in model.graph.initializers.values { t.requiresGrad = false }
         return model
-    }
-
-    /// torchvision AlexNet's structure with random weights: timing does not depend on the values.
-    static func alexnetProbe() throws -> Probe {
-        Probe(network: try ONNXNetwork(model: frozen(TorchvisionStructures.alexnet())), preprocessing: .torchvision)
     }
 
     /// One optimisation step of a run (the loop's body), timed alone.
@@ -112,16 +107,43 @@ public enum Benchmarks {
         }
     }
 
-    public static let dipInvertAlexNet = BenchmarkCase(
-        name: "dip_invert_alexnet_conv5_224", flops: 0,
-        detail: "one DIP inversion step, `inversion` preset (256 generator cropped to 224) + AlexNet to conv5 + MSE + backward + Adam; gflops not counted") {
-        try inversionStep(prior: .dip)
-    }
+    public static let dipInvertAlexNet = inversion(.dip, model: "alexnet", layer: "conv5", size: 224)
+    public static let tvInvertAlexNet = inversion(.tv, model: "alexnet", layer: "conv5", size: 224)
 
-    public static let tvInvertAlexNet = BenchmarkCase(
-        name: "tv_invert_alexnet_conv5_224", flops: 0,
-        detail: "one TV inversion step (Mahendran & Vedaldi regularisers, jitter) at 224 through AlexNet to conv5; gflops not counted") {
-        try inversionStep(prior: .tv)
+    /// How a DIP inversion step grows with the image (the thread count is the process's:
+    /// run with DIPVIZ_THREADS=1 for one core), and VGG16's deepest convolution at 224.
+    public static let growth: [BenchmarkCase] = [128, 384, 512].map { inversion(.dip, model: "alexnet", layer: "conv5", size: $0) }
+        + [inversion(.dip, model: "vgg16", layer: "conv5_3", size: 224)]
+
+    /// One inversion step of `model` (torchvision structure, random constant weights) at
+    /// `layer`: the generator of the `inversion` preset (DIP) or the image itself (TV) is
+    /// optimised; GFLOP counts the convolutions and linear layers as the PyTorch harness does
+    /// (forward, input gradients, and the generator's weight gradients).
+    static func inversion(_ prior: PriorKind, model: String, layer: String, size: Int) -> BenchmarkCase {
+        let name = "\(prior == .dip ? "dip" : "tv")_invert_\(model)_\(layer)_\(size)"
+        let detail = prior == .dip
+            ? "one DIP inversion step, `inversion` preset generator (cropped to \(size)) + \(model) to \(layer) + MSE + backward + Adam"
+            : "one TV inversion step (Mahendran & Vedaldi regularisers, jitter) at \(size) through \(model) to \(layer)"
+        return BenchmarkCase(name: name, detail: detail) {
+            let structure = model == "vgg16" ? TorchvisionStructures.vgg16() : TorchvisionStructures.alexnet()
+            let probe = Probe(network: try ONNXNetwork(model: frozen(structure)), preprocessing: .torchvision)
+            var classifierMacs = 0.0
+            for row in try probe.network.summarize(height: size, width: size) {
+                classifierMacs += Double(row.macs)
+                if row.alias == layer || row.aliases.contains(layer) { break }
+            }
+            // Forward and input gradient through the classifier.
+            var flops = 4 * classifierMacs
+            let generator = PriorConfiguration.inversion.fitted(toImageSize: size)
+            if prior == .dip, case .skip(let skip) = generator.architecture {
+                flops += dipStepFlops(size: generator.generatedSize(forImage: size), configuration: skip)
+            }
+            let x0 = Tensor.uniform([1, 3, size, size], seed: 3)
+            let spec = stepSpec(.inversion(InversionObjective(image: FileReference(path: "<memory>", hash: ""), layers: [layer])),
+                                prior: prior, size: size, generator: .inversion, learningRate: 1e-3)
+            let step = try Runner.stepper(spec, probe: probe, photo: x0)
+            return ({ try? step() }, flops)
+        }
     }
 
     /// A run spec for a step benchmark: the model is in memory, so its file reference is a label.
@@ -130,15 +152,6 @@ public enum Benchmarks {
         if kind == .dip { prior.generator = generator.fitted(toImageSize: size); prior.learningRate = learningRate } else { prior.tv = TVSettings() }
         return RunSpec(model: ModelSource(file: FileReference(path: "<memory>", hash: "")), objective: objective, prior: prior,
                        size: size, iterations: 1_000_000, seed: 0, snapshotEvery: 1_000_000)
-    }
-
-    static func inversionStep(prior: PriorKind) throws -> () -> Void {
-        let probe = try alexnetProbe()
-        let x0 = Tensor.uniform([1, 3, 224, 224], seed: 3)
-        let spec = stepSpec(.inversion(InversionObjective(image: FileReference(path: "<memory>", hash: ""), layers: ["conv5"])),
-                            prior: prior, size: 224, generator: .inversion, learningRate: 1e-3)
-        let step = try Runner.stepper(spec, probe: probe, photo: x0)
-        return { try? step() }
     }
 
     /// The SqueezeNet committed in models/ (DIPVIZ_SQUEEZENET names another file).
