@@ -1,3 +1,4 @@
+import CDipvizKernels
 import Foundation
 
 /// Window geometry of max and average pooling.
@@ -46,31 +47,16 @@ extension Tensor {
         let (oh, ow) = p.outputSize(height: h, width: w)
         precondition(oh > 0 && ow > 0, "max-pool output would be \(oh)x\(ow) for input \(shape)")
         let out = Tensor(uninitializedShape: [n, c, oh, ow])
-        // Flat in-plane index of each maximum, kept for the backward pass (-1: window all padding).
-        let argmax = TensorStorage(count: out.count)
+        // Flat in-plane index of each maximum, kept for the backward pass (-1: window all padding);
+        // inference skips it.
+        let recording = GradMode.isEnabled && needsGrad
+        let argmax = TensorStorage(count: recording ? out.count : 1)
         let idx = UnsafeMutableRawPointer(argmax.pointer).bindMemory(to: Int32.self, capacity: out.count)
         let x = data, y = out.data
         let win = p.window
-        Parallel.forEach(n * c, itemCost: oh * ow * p.kernelH * p.kernelW) { plane in
-            let src = x + plane * h * w
-            for oy in 0..<oh {
-                for ox in 0..<ow {
-                    var best = -Float.infinity, at: Int32 = -1
-                    for ki in 0..<p.kernelH {
-                        let iy = oy * win.strideH - win.padTop + ki * win.dilationH
-                        if iy < 0 || iy >= h { continue }
-                        for kj in 0..<p.kernelW {
-                            let ix = ox * win.strideW - win.padLeft + kj * win.dilationW
-                            if ix < 0 || ix >= w { continue }
-                            let v = src[iy * w + ix]
-                            if v > best || at < 0 { best = v; at = Int32(iy * w + ix) }
-                        }
-                    }
-                    let o = plane * oh * ow + oy * ow + ox
-                    y[o] = at < 0 ? 0 : best
-                    idx[o] = at
-                }
-            }
+        Parallel.forEachRange(n * c, grain: Swift.max(1, (1 << 15) / Swift.max(1, oh * ow * p.kernelH * p.kernelW))) { planes in
+            dipviz_max_pool(x, h, w, y, recording ? idx : nil, oh, ow, p.kernelH, p.kernelW, win.strideH, win.strideW,
+                            win.padTop, win.padLeft, win.dilationH, win.dilationW, planes.lowerBound, planes.upperBound)
         }
         return Tensor.record(out, [self]) { _, g in
             withExtendedLifetime(argmax) {

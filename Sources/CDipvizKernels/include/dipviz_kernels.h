@@ -74,4 +74,12 @@ const dipviz_kernels *dipviz_kernels_for_level(int level);
 /// flip_transpose set, the kernel of the transposed convolution (input gradient) instead:
 /// rows = c, cols = m, each 3 x 3 turned by 180 degrees.
 void dipviz_winograd_weights(const float *g, long m, long c, int flip_transpose, float *u);
+
+/// Max pooling of planes [plane_begin, plane_end) (NCHW planes of h x w into oh x ow), window
+/// kh x kw with strides, leading padding and dilations; padding never wins, a window entirely
+/// in the padding gives 0. When argmax is non-null it receives each maximum's in-plane index
+/// (-1 for a window entirely in the padding). Ties go to the first element in window order.
+void dipviz_max_pool(const float *x, long h, long w, float *y, int *argmax, long oh, long ow,
+                     long kh, long kw, long sh, long sw, long pad_top, long pad_left, long dh, long dw,
+                     long plane_begin, long plane_end);
 #endif
