@@ -227,6 +227,37 @@ static void K(winograd_output)(const float *mm, long ld, long channels_total, lo
     }
 }
 
+static void K(narrow_gemm)(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
+                           float *c, long ldc) {
+    enum { V = DIPVIZ_VW, R = 8 };
+    for (long j = 0; j < n; j += V) {
+        long i = 0;
+        for (; i + R <= m; i += R) {
+            VF c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, c6 = 0, c7 = 0;
+            const float *a0 = a + i * lda;
+            for (long p = 0; p < k; p++) {
+                const VF bv = K(load)(b + p * ldb + j);
+                c0 += K(splat)(a0[p]) * bv;
+                c1 += K(splat)(a0[lda + p]) * bv;
+                c2 += K(splat)(a0[2 * lda + p]) * bv;
+                c3 += K(splat)(a0[3 * lda + p]) * bv;
+                c4 += K(splat)(a0[4 * lda + p]) * bv;
+                c5 += K(splat)(a0[5 * lda + p]) * bv;
+                c6 += K(splat)(a0[6 * lda + p]) * bv;
+                c7 += K(splat)(a0[7 * lda + p]) * bv;
+            }
+            float *d = c + i * ldc + j;
+            K(store)(d, c0); K(store)(d + ldc, c1); K(store)(d + 2 * ldc, c2); K(store)(d + 3 * ldc, c3);
+            K(store)(d + 4 * ldc, c4); K(store)(d + 5 * ldc, c5); K(store)(d + 6 * ldc, c6); K(store)(d + 7 * ldc, c7);
+        }
+        for (; i < m; i++) {
+            VF acc = 0;
+            for (long p = 0; p < k; p++) acc += K(splat)(a[i * lda + p]) * K(load)(b + p * ldb + j);
+            K(store)(c + i * ldc + j, acc);
+        }
+    }
+}
+
 static void K(sum_and_squares)(const float *x, long n, double *sum, double *squares) {
     double total = 0, sq = 0;
     for (long start = 0; start < n; start += 2048) {
@@ -273,6 +304,7 @@ const dipviz_kernels K(dipviz_kernels) = {
     .direct_weight_gradient = K(direct_weight_gradient),
     .winograd_input = K(winograd_input),
     .winograd_output = K(winograd_output),
+    .narrow_gemm = K(narrow_gemm),
     .sum_and_squares = K(sum_and_squares),
     .sum_and_centred_dot = K(sum_and_centred_dot),
 };

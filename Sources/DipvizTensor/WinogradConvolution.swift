@@ -17,6 +17,9 @@ enum WinogradConvolution {
     /// Channels below which the transforms cost more than the multiplies they save.
     static let minimumChannels = 16
 
+    /// Tiles per band up to which the products skip OpenBLAS (see narrow_gemm).
+    static let narrowColumns = 64
+
     static func applies(_ geo: ConvGeometry, weight: Tensor) -> Bool {
         geo.kh == 3 && geo.kw == 3 && geo.o.strideH == 1 && geo.o.strideW == 1 && geo.o.dilationH == 1
             && geo.o.dilationW == 1 && geo.cg >= minimumChannels && geo.mg >= minimumChannels
@@ -45,7 +48,8 @@ enum WinogradConvolution {
         // Bands of tile rows keep both transformed buffers within a few megabytes.
         let bytesPerTileRow = 36 * (geo.cg + geo.mg) * tw * 4
         let bandRows = Swift.max(1, Swift.min(th, (6 << 20) / bytesPerTileRow))
-        let ld = bandRows * tw
+        // Rows of the transformed tiles padded to 16 floats (whole vectors for narrow_gemm).
+        let ld = (bandRows * tw + 15) / 16 * 16
         let perGroup = 36 * geo.mg * geo.cg
         withScratch(36 * geo.cg * ld) { v in
             withScratch(36 * geo.mg * ld) { mm in
@@ -62,9 +66,18 @@ enum WinogradConvolution {
                             Parallel.forEachRange(geo.cg, grain: Swift.max(1, 2048 / n)) { r in
                                 kernels.winograd_input(xg, geo.h, geo.w, geo.o.padTop, geo.o.padLeft, ty0, rows, tw, v, ld, geo.cg,
                                                        r.lowerBound, r.upperBound)
+                                // Zeros in the padding columns: the narrow products read them.
+                                let pad = (n + 15) / 16 * 16 - n
+                                if pad > 0 {
+                                    for xi in 0..<36 { for ch in r { (v + (xi * geo.cg + ch) * ld + n).update(repeating: 0, count: pad) } }
+                                }
                             }
                             Parallel.forEachRange(36, grain: Swift.max(1, 36 * 2_000_000 / Swift.max(1, 2 * geo.mg * geo.cg * n * 36))) { r in
-                                for xi in r {
+                                for xi in r where n <= narrowColumns {
+                                    kernels.narrow_gemm(geo.mg, (n + 15) / 16 * 16, geo.cg, ug + xi * geo.mg * geo.cg, geo.cg,
+                                                        v + xi * geo.cg * ld, ld, mm + xi * geo.mg * ld, ld)
+                                }
+                                for xi in r where n > narrowColumns {
                                     BLAS.sgemmSingleThread(m: geo.mg, n: n, k: geo.cg, a: ug + xi * geo.mg * geo.cg, lda: geo.cg,
                                                            b: v + xi * geo.cg * ld, ldb: ld, c: mm + xi * geo.mg * ld, ldc: ld)
                                 }

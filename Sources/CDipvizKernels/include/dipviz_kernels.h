@@ -57,6 +57,13 @@ typedef struct {
                             long tw, float *y, long oh, long ow, const float *bias, int relu, int accumulate,
                             long begin, long end);
 
+    /// C = A B (row-major, m x k times k x n) for narrow B: n a multiple of 16, every row of B
+    /// and C `n` floats wide in memory. Reads A in place (no packing), one vector of B's row at a
+    /// time against eight rows of A: for Winograd's products on small images, where packing the
+    /// transformed weights on every call cost as much as the multiplication.
+    void (*narrow_gemm)(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
+                        float *c, long ldc);
+
     /// (sum of x, sum of x^2) over n floats, float lanes added into doubles every 2048 floats.
     void (*sum_and_squares)(const float *x, long n, double *sum, double *squares);
     /// (sum of g, sum of g * (x - shift)) over n floats.
