@@ -55,9 +55,12 @@ def main():
     parser.add_argument('--binary', default='.build/release/dipviz')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--cases', default='', help='comma-separated case names (default: all)')
+    parser.add_argument('--threads', type=int, help='run every chosen case with this many threads instead')
     parser.add_argument('--json', help='also write every row and the machine description here')
     args = parser.parse_args()
     chosen = [c for c in CASES if not args.cases or c[0] in args.cases.split(',')]
+    if args.threads:
+        chosen = list(dict.fromkeys((c, args.threads) for c, _ in chosen))
     env = dict(os.environ)
     started = time.time()
     rows, meta, banner = [], {}, []

@@ -115,6 +115,24 @@ public enum Benchmarks {
     public static let growth: [BenchmarkCase] = [128, 384, 512].map { inversion(.dip, model: "alexnet", layer: "conv5", size: $0) }
         + [inversion(.dip, model: "vgg16", layer: "conv5_3", size: 224)]
 
+    /// The convolutional part of torchvision's AlexNet or VGG16 (random constant weights), for
+    /// any input size: the classifier head of the full structures fixes the input at 224.
+    static func features(_ model: String) -> ONNXModel {
+        var b = ONNXGraphBuilder(seed: 0)
+        if model == "vgg16" {
+            for (channels, count) in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)] {
+                for _ in 0..<count { b.conv(channels, kernel: 3, pad: 1); b.relu() }
+                b.maxPool(2, stride: 2)
+            }
+        } else {
+            b.conv(64, kernel: 11, stride: 4, pad: 2); b.relu(); b.maxPool(3, stride: 2)
+            b.conv(192, kernel: 5, pad: 2); b.relu(); b.maxPool(3, stride: 2)
+            for channels in [384, 256, 256] { b.conv(channels, kernel: 3, pad: 1); b.relu() }
+            b.maxPool(3, stride: 2)
+        }
+        return frozen(b.model(name: model, inputShape: [1, 3, nil, nil]))
+    }
+
     /// One inversion step of `model` (torchvision structure, random constant weights) at
     /// `layer`: the generator of the `inversion` preset (DIP) or the image itself (TV) is
     /// optimised; GFLOP counts the convolutions and linear layers as the PyTorch harness does
@@ -125,8 +143,7 @@ public enum Benchmarks {
             ? "one DIP inversion step, `inversion` preset generator (cropped to \(size)) + \(model) to \(layer) + MSE + backward + Adam"
             : "one TV inversion step (Mahendran & Vedaldi regularisers, jitter) at \(size) through \(model) to \(layer)"
         return BenchmarkCase(name: name, detail: detail) {
-            let structure = model == "vgg16" ? TorchvisionStructures.vgg16() : TorchvisionStructures.alexnet()
-            let probe = Probe(network: try ONNXNetwork(model: frozen(structure)), preprocessing: .torchvision)
+            let probe = Probe(network: try ONNXNetwork(model: features(model)), preprocessing: .torchvision)
             var classifierMacs = 0.0
             for row in try probe.network.summarize(height: size, width: size) {
                 classifierMacs += Double(row.macs)
