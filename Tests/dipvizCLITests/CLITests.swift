@@ -33,7 +33,21 @@ struct CLITests {
         #expect(r.status == 0)
         #expect(r.stdout.split(separator: "\n") == ["sgemm_1024", "conv_fwd", "conv_bwd", "dip_step_256", "alexnet_fwd_224",
                                                     "vgg16_fwd_224", "onnx_load_vgg16", "dip_invert_alexnet_conv5_224",
-                                                    "tv_invert_alexnet_conv5_224", "dip_maximize_squeezenet_227"])
+                                                    "tv_invert_alexnet_conv5_224", "dip_maximize_squeezenet_227",
+                                                    "dip_invert_alexnet_conv5_128", "dip_invert_alexnet_conv5_384",
+                                                    "dip_invert_alexnet_conv5_512", "dip_invert_vgg16_conv5_3_224"])
+    }
+
+    /// DIPVIZ_ISA lowers the kernel level; the bench says which ran, on every line and once on
+    /// standard error, with its processor time and peak memory.
+    @Test func benchReportsTheForcedKernelLevel() throws {
+        let r = try runDipviz(["bench", "--cases", "conv_fwd", "--repeats", "1"], environment: ["DIPVIZ_ISA": "portable"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("kernels portable"))
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        #expect(object?["kernels"] as? String == "portable")
+        #expect((object?["cpu_ms"] as? Double ?? 0) > 0)
+        #expect((object?["peak_rss_mb"] as? Double ?? 0) > 0)
     }
 
     @Test func benchPrintsOneJSONObjectPerCase() throws {
