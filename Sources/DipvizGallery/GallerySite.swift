@@ -31,8 +31,26 @@ public struct GallerySite {
 
     var budgetDetail: String {
         guard let b = builder.spec.budgets[budget] else { return "" }
-        let maximize = b.maximizeDipIterations.map { " (\($0) for maximisation)" } ?? ""
-        return "\(b.size)×\(b.size) px, \(b.dipIterations) DIP iterations\(maximize), \(b.tvIterations) TV/pixel iterations"
+        func describe(_ b: GallerySpec.Budget) -> String {
+            let maximize = b.maximizeDipIterations.map { " (\($0) for maximisation)" } ?? ""
+            return "\(b.size)×\(b.size) px, \(b.dipIterations) DIP iterations\(maximize), \(b.tvIterations) TV/pixel iterations"
+        }
+        let own = builder.spec.models.compactMap { m in m.budgets?[budget].map { "\(m.name): \(describe($0))" } }
+        return ([describe(b)] + own).joined(separator: "; ")
+    }
+
+    /// The LPIPS pages show: the backbone that is not the inverted network (see `LPIPS.independent`).
+    static func lpips(_ m: ResultMetrics, modelPath: String) -> String {
+        let backbone = LPIPS.independent(ofModel: modelPath)
+        return "LPIPS-\(backbone.title) " + format(backbone == .alex ? m.lpipsAlex : m.lpipsVgg, "%.3f")
+    }
+
+    /// Whether a result's feature error was still falling at the end (`Convergence`).
+    func stillImproving(_ e: Experiment, _ m: ResultMetrics) -> Bool {
+        guard e.isInversion,
+              let file = try? ResultJSON.read(CurveFile.self, path: builder.resultDirectory(e) + "/curve.json", what: "curve file"),
+              let curve = file.curves[m.name] else { return false }
+        return Convergence.stillImproving(curve) ?? false
     }
 
     static func slug(_ s: String) -> String {
@@ -105,7 +123,7 @@ public struct GallerySite {
                 maximization = ["href": href, "layer": mx.layer]
                 try renderMaximization(model: model, slug: slug, layer: mx.layer, priors: mx.priors, experiments: mine, href: href)
             }
-            let summary = try? builder.summary(modelPath: mine.first?.modelPath ?? model.path, size: builder.spec.budgets[budget]?.size ?? 224)
+            let summary = try? builder.summary(modelPath: mine.first?.modelPath ?? model.path, size: model.budget(budget, in: builder.spec)?.size ?? 224)
             let layers: [[String: Any]] = (summary ?? []).filter { !$0.aliases.isEmpty }.map { r in
                 ["alias": r.aliases.joined(separator: " "), "op": r.op, "shape": r.shape.map(String.init).joined(separator: "×"),
                  "parameters": GallerySite.compact(r.parameters), "macs": GallerySite.compact(r.macs),
@@ -147,21 +165,31 @@ public struct GallerySite {
 
     func renderInversion(model: GallerySpec.Model, slug: String, image: String, name: String, layers: [String], priors: [PriorKind],
                          experiments: [Experiment], href: String) throws {
-        let display = Swift.max(160, Swift.min(224, builder.spec.budgets[budget]?.size ?? 224))
+        let display = Swift.max(160, Swift.min(224, model.budget(budget, in: builder.spec)?.size ?? 224))
+        var unconverged: [String] = []
         let rows: [[String: Any]] = layers.map { layer in
             let found = experiments.filter { $0.isInversion && $0.image == image && $0.layer == layer }
             let original = found.first { builder.metrics($0) != nil }.map { builder.thumbnail($0, "original.png") } ?? ""
             let cells = priors.map { prior in
-                cell(found.first { $0.prior == prior }, size: display, alt: "\(prior.rawValue) pre-image of \(name) at \(layer)") { _, m in
-                    ["featureError": GallerySite.format(m.featureError, "%.3f"), "psnr": GallerySite.format(m.psnr, "%.1f"),
-                     "ssim": GallerySite.format(m.ssim, "%.3f")]
+                cell(found.first { $0.prior == prior }, size: display, alt: "\(prior.rawValue) pre-image of \(name) at \(layer)") { e, m in
+                    let improving = stillImproving(e, m)
+                    if improving { unconverged.append("\(layer) \(prior.rawValue)") }
+                    return ["featureError": GallerySite.format(m.featureError, "%.3f"), "psnr": GallerySite.format(m.psnr, "%.1f"),
+                            "ssim": GallerySite.format(m.ssim, "%.3f"), "lpips": GallerySite.lpips(m, modelPath: e.modelPath),
+                            "iterations": m.iterations, "improving": improving]
                 }
             }
             return ["layer": layer, "original": original, "image": name, "size": display, "cells": cells]
         }
+        let lpipsBackbone = LPIPS.independent(ofModel: experiments.first?.modelPath ?? model.path).title
+        let b = model.budget(budget, in: builder.spec)
+        var context: [String: Any] = ["rows": rows, "model": model.name, "lpipsBackbone": lpipsBackbone,
+                                      "budgetLine": b.map { "\($0.size)×\($0.size) px, \($0.dipIterations) DIP iterations, \($0.tvIterations) TV iterations" } ?? "",
+                                      "window": Int(Convergence.window * 100), "threshold": Int(Convergence.threshold * 100)]
+        context["unconverged"] = unconverged.isEmpty ? "none" : unconverged.joined(separator: ", ")
         try write(try page("inversion", title: "\(model.name): pre-images of \(name)", root: "",
                            crumb: [["href": "model-\(slug).html", "label": model.name]],
-                           context: ["rows": rows, "model": model.name]), href)
+                           context: context), href)
     }
 
     func renderMaximization(model: GallerySpec.Model, slug: String, layer: String, priors: [PriorKind], experiments: [Experiment],
@@ -197,7 +225,8 @@ public struct GallerySite {
         }
         let configuration = String(decoding: (try? ResultJSON.encoder.encode(e.spec)) ?? Data(), as: UTF8.self)
         let summary = e.isInversion
-            ? "feature error \(GallerySite.format(m.featureError, "%.3f")) · PSNR \(GallerySite.format(m.psnr, "%.1f")) dB · SSIM \(GallerySite.format(m.ssim, "%.3f"))"
+            ? "feature error \(GallerySite.format(m.featureError, "%.3f")) · PSNR \(GallerySite.format(m.psnr, "%.1f")) dB · SSIM \(GallerySite.format(m.ssim, "%.3f")) · \(GallerySite.lpips(m, modelPath: e.modelPath))"
+                + (stillImproving(e, m) ? " · not converged (still improving at the end)" : "")
             : "activation \(GallerySite.format(m.activation, "%.4g")) (start \(GallerySite.format(m.activationStart, "%.3g")))"
         let context: [String: Any] = [
             "alt": e.title, "summary": summary, "display": 448, "original": e.isInversion, "snapshots": snapshots, "plots": plots,

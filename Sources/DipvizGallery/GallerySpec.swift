@@ -34,6 +34,12 @@ public struct GallerySpec: Codable, Sendable {
         public var path: String
         public var inversion: Inversion?
         public var maximization: Maximization?
+        /// Budgets of this model that replace the spec's of the same name (a network much costlier
+        /// per step than the others gets a smaller size or fewer iterations).
+        public var budgets: [String: Budget]?
+
+        /// The budget `name` for this model.
+        public func budget(_ name: String, in spec: GallerySpec) -> Budget? { budgets?[name] ?? spec.budgets[name] }
     }
 
     public var title: String
@@ -46,7 +52,7 @@ public struct GallerySpec: Codable, Sendable {
     static let validKeys: [String: [String]] = [
         "spec": ["title", "description", "seed", "budgets", "models"],
         "budget": ["size", "dip_iterations", "tv_iterations", "maximize_dip_iterations"],
-        "model": ["name", "path", "inversion", "maximization"],
+        "model": ["name", "path", "inversion", "maximization", "budgets"],
         "inversion": ["images", "layers", "priors"],
         "maximization": ["layer", "units", "priors"],
     ]
@@ -91,7 +97,7 @@ public struct GallerySpec: Codable, Sendable {
             let closest = valid.min { editDistance($0, key) < editDistance($1, key) } ?? ""
             throw GalleryError.spec("\(name): unknown key '\(key)' in \(path.isEmpty ? "the spec" : path); did you mean '\(closest)'? Valid: \(valid.joined(separator: ", "))")
         }
-        if let budgets = object["budgets"] as? [String: Any] {
+        if level == "spec", let budgets = object["budgets"] as? [String: Any] {
             for (k, v) in budgets { try checkKeys(v, level: "budget", path: "budgets.\(k)", name: name) }
         }
         if let models = object["models"] as? [Any] {
@@ -100,6 +106,9 @@ public struct GallerySpec: Codable, Sendable {
                 if let m = m as? [String: Any] {
                     if let inv = m["inversion"] { try checkKeys(inv, level: "inversion", path: "models[\(i)].inversion", name: name) }
                     if let mx = m["maximization"] { try checkKeys(mx, level: "maximization", path: "models[\(i)].maximization", name: name) }
+                    if let budgets = m["budgets"] as? [String: Any] {
+                        for (k, v) in budgets { try checkKeys(v, level: "budget", path: "models[\(i)].budgets.\(k)", name: name) }
+                    }
                 }
             }
         }
@@ -124,13 +133,21 @@ public struct GallerySpec: Codable, Sendable {
     func validate(name: String) throws {
         func fail(_ s: String) -> GalleryError { .spec("\(name): \(s)") }
         guard !budgets.isEmpty else { throw fail("no budgets; give at least one, e.g. \"quick\"") }
-        for (k, b) in budgets.sorted(by: { $0.key < $1.key }) {
+        let modelBudgets = models.enumerated().flatMap { i, m in
+            (m.budgets ?? [:]).map { ("models[\(i)].budgets.\($0.key)", $0.value) }
+        }
+        for (i, m) in models.enumerated() {
+            for k in (m.budgets ?? [:]).keys.sorted() where budgets[k] == nil {
+                throw fail("models[\(i)].budgets.\(k) replaces no budget of the spec; valid: \(budgets.keys.sorted().joined(separator: ", "))")
+            }
+        }
+        for (k, b) in budgets.sorted(by: { $0.key < $1.key }).map({ ("budgets.\($0.key)", $0.value) }) + modelBudgets {
             guard RunSpec.sizes.contains(b.size) else {
-                throw fail("budgets.\(k).size is \(b.size); valid: \(RunSpec.sizes.lowerBound)...\(RunSpec.sizes.upperBound)")
+                throw fail("\(k).size is \(b.size); valid: \(RunSpec.sizes.lowerBound)...\(RunSpec.sizes.upperBound)")
             }
             for (field, v) in [("dip_iterations", b.dipIterations), ("tv_iterations", b.tvIterations),
                                ("maximize_dip_iterations", b.maximizeDipIterations ?? 1)] where !RunSpec.iterationCounts.contains(v) {
-                throw fail("budgets.\(k).\(field) is \(v); valid: \(RunSpec.iterationCounts.lowerBound)...\(RunSpec.iterationCounts.upperBound)")
+                throw fail("\(k).\(field) is \(v); valid: \(RunSpec.iterationCounts.lowerBound)...\(RunSpec.iterationCounts.upperBound)")
             }
         }
         guard !models.isEmpty else { throw fail("no models") }
@@ -194,7 +211,7 @@ extension GallerySpec {
     /// Every experiment the spec asks for under a budget, in page order, as resolved run specs
     /// (`network` loads a model once per path).
     public func experiments(budget name: String, specDirectory: String, network: (String) throws -> ONNXNetwork) throws -> [Experiment] {
-        guard let budget = budgets[name] else {
+        guard budgets[name] != nil else {
             throw GalleryError.spec("no budget named \(name); the spec has \(budgets.keys.sorted().joined(separator: ", "))")
         }
         func resolve(_ p: String) -> String {
@@ -202,6 +219,7 @@ extension GallerySpec {
         }
         var out: [Experiment] = []
         for m in models {
+            let budget = m.budget(name, in: self)!
             let path = resolve(m.path)
             let net: ONNXNetwork
             do { net = try network(path) } catch { throw GalleryError.spec("model \(m.name) (\(path)): \(error)") }

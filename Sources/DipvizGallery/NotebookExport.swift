@@ -57,6 +57,8 @@ public enum NotebookExport {
         var seed: UInt64
         var configuration: String
         var images: [(String, String)]  // (caption, base64 PNG)
+        /// The model file, which decides the LPIPS backbone shown (`LPIPS.independent`).
+        var modelPath = ""
     }
 
     /// One entry per result image of the folder.
@@ -85,11 +87,11 @@ public enum NotebookExport {
                 title = "\(mx.layer ?? "class scores") \(m.target ?? m.name) (\(spec.prior.kind.rawValue), \(model))"
             }
             return Result(folder: folder, title: title, command: command, metrics: m, seed: spec.seed, configuration: configuration,
-                          images: images)
+                          images: images, modelPath: spec.model.file.path)
         }
     }
 
-    static let metricKeys = ["feature_error", "feature_error_start", "psnr", "ssim", "top1_match", "activation", "activation_start",
+    static let metricKeys = ["feature_error", "feature_error_start", "psnr", "ssim", "lpips_alex", "lpips_vgg", "top1_match", "activation", "activation_start",
                              "activation_x0", "probability", "iterations", "seconds", "seed"]
 
     /// A result's metrics by their JSON names.
@@ -101,6 +103,8 @@ public enum NotebookExport {
         out["feature_error_start"] = number(m.featureErrorStart)
         out["psnr"] = number(m.psnr)
         out["ssim"] = number(m.ssim)
+        // Only the LPIPS whose backbone is not the inverted network (the other is circular).
+        if LPIPS.independent(ofModel: r.modelPath) == .alex { out["lpips_alex"] = number(m.lpipsAlex) } else { out["lpips_vgg"] = number(m.lpipsVgg) }
         out["top1_match"] = m.top1Match.map { $0 ? "yes" : "no" }
         out["activation"] = number(m.activation)
         out["activation_start"] = number(m.activationStart)
@@ -121,13 +125,13 @@ public enum NotebookExport {
     /// returns the paths written.
     public static func writeGallery(_ builder: GalleryBuilder, budget: String, to directory: String) throws -> [String] {
         var written: [String] = []
-        let detail = builder.spec.budgets[budget].map { "\($0.size) px, \($0.dipIterations) DIP and \($0.tvIterations) TV iterations" } ?? ""
         let modelSlugs = GallerySite.uniqueSlugs(builder.spec.models.map(\.name))
         for model in builder.spec.models {
             let slug = modelSlugs[model.name]!
+            let detail = model.budget(budget, in: builder.spec).map { "\($0.size) px, \($0.dipIterations) DIP and \($0.tvIterations) TV iterations" } ?? ""
             for (kind, name, intro) in [
                 (true, "feature-inversion",
-                 "Natural pre-images (Ulyanov, Vedaldi & Lempitsky's Deep Image Prior, against Mahendran & Vedaldi's total-variation inversion): for each layer, an image whose features match the photo's. Budget `\(budget)` (\(detail))."),
+                 "Natural pre-images (Ulyanov, Vedaldi & Lempitsky's Deep Image Prior, against Mahendran & Vedaldi's total-variation inversion): for each layer, an image whose features match the photo's. Budget `\(budget)` (\(detail)). LPIPS (v0.1) uses the \(LPIPS.independent(ofModel: model.path).title) backbone, not the inverted network."),
                 (false, "activation-maximization",
                  "Activation maximisation: images that maximise the mean activation of each channel, under the Deep Image Prior and under the total-variation prior. Budget `\(budget)` (\(detail))."),
             ] {

@@ -54,6 +54,10 @@ public struct ResultMetrics: Codable, Equatable, Sendable {
     /// Against the photo at the working size (inversion).
     public var psnr: Double?
     public var ssim: Double?
+    /// LPIPS v0.1 to the photo with the AlexNet and the VGG16 backbone (inversion, when the models
+    /// folder holds them). The one whose backbone is the inverted network is circular.
+    public var lpipsAlex: Double?
+    public var lpipsVgg: Double?
     /// Whether the classifier's top class agrees with the photo's, when it has a classifier head.
     public var top1Match: Bool?
     /// The objective's activation at the end and at the start (maximisation).
@@ -67,7 +71,7 @@ public struct ResultMetrics: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case name, target, ending, message, iterations, seconds
-        case featureError = "feature_error", featureErrorStart = "feature_error_start", psnr, ssim, top1Match = "top1_match"
+        case featureError = "feature_error", featureErrorStart = "feature_error_start", psnr, ssim, lpipsAlex = "lpips_alex", lpipsVgg = "lpips_vgg", top1Match = "top1_match"
         case activation, activationStart = "activation_start", activationX0 = "activation_x0", probability, top1
     }
 

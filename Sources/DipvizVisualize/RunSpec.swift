@@ -321,11 +321,11 @@ extension RunSpec {
         return fullyConnected ? 1e-2 : 1e-3
     }
 
-    /// The TV/pixel data weight C: 1 for inversion (Mahendran & Vedaldi's normalised data term);
+    /// The TV/pixel data weight C: `TVSettings.inversionDataWeight` for inversion (see TVSettings);
     /// for maximisation, where the data term is -C times the activation, a C that makes it of the
     /// order of the regularisers: class logits reach a few hundred, channels tens, probabilities one.
     static func defaultDataWeight(_ objective: Objective) -> Float {
-        guard case .maximization(let m) = objective, let first = m.targets.first else { return 1 }
+        guard case .maximization(let m) = objective, let first = m.targets.first else { return TVSettings.inversionDataWeight }
         switch first {
         case .classScore(_, let probability): return probability ? 1 : 0.003
         case .channel, .neuron: return 0.03

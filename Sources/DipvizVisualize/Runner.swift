@@ -103,10 +103,13 @@ public enum Runner {
             let checkpointPath = folder.checkpoint(name)
             let resume = FileManager.default.fileExists(atPath: checkpointPath)
                 ? try Checkpoint.load(path: checkpointPath, specKey: spec.key, iterations: spec.iterations) : nil
-            let (loop, metrics): (RunRecordOfLoop, ResultMetrics)
+            let loop: RunRecordOfLoop
+            var metrics: ResultMetrics
             switch spec.objective {
             case .inversion(let inv):
                 (loop, metrics) = try Inversion.run(probe: probe, target: photo!, spec: spec, objective: inv, control: control, resume: resume)
+                let models = (spec.model.file.resolved(in: record.workingDirectory) as NSString).deletingLastPathComponent
+                (metrics.lpipsAlex, metrics.lpipsVgg) = LPIPSCache.distances(loop.image, photo!, modelsDirectory: models)
             case .maximization(let m):
                 (loop, metrics) = try Maximization.run(probe: probe, spec: spec, objective: m, target: m.targets[i], name: name,
                                                        reference: photo, control: control, resume: resume)

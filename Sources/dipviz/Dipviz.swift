@@ -9,7 +9,7 @@ struct Dipviz: ParsableCommand {
         abstract: "Look inside image classifiers with Deep Image Prior pre-images and activation maximisation.",
         version: "0.1.0",
         subcommands: [Gallery.self, Notebook.self, Invert.self, Maximize.self, Run.self, Inspect.self, Classify.self, Eval.self,
-                      Bench.self, Doctor.self]
+                      Bench.self, Doctor.self, Lpips.self]
     )
 
     /// OpenBLAS chose its kernels when it loaded, from a table of processors it knew when it was

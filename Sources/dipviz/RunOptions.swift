@@ -12,7 +12,7 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Generator preset for --prior dip: \(PriorConfiguration.presets.keys.sorted().joined(separator: ", ")).")
     var preset: String?
 
-    @Option(help: "Iterations (default: 3100 for dip, 350 for tv and pixel).")
+    @Option(help: "Iterations (default: 3100 for dip, 500 for tv and pixel).")
     var iterations: Int?
 
     @Option(help: "Learning rate of the generator's Adam (dip; default 1e-3, 1e-2 for classes and fully connected layers).")
@@ -24,7 +24,7 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Random seed: same seed, same result (default 0).")
     var seed: UInt64?
 
-    @Option(help: "Data-term weight C of the tv and pixel priors (default: 1 for invert; for maximize 0.003 for class logits, 0.03 for channels and neurons, 1 for probabilities).")
+    @Option(help: "Data-term weight C of the tv and pixel priors (default: 100 for invert; for maximize 0.003 for class logits, 0.03 for channels and neurons, 1 for probabilities).")
     var dataWeight: Float?
 
     @Option(help: "Write a snapshot and a checkpoint every this many iterations (default 100).")

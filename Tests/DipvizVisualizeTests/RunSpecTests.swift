@@ -15,7 +15,7 @@ struct RunSpecTests {
         #expect(inversion.iterations == 3100 && inversion.prior.learningRate == 1e-3 && inversion.size == 16 && inversion.snapshotEvery == 100)
         #expect(inversion.prior.generator == PriorConfiguration.inversion.fitted(toImageSize: 16))
         let tv = try RunSpec.resolve(RunRequest(model: f.model, task: .inversion(image: f.photo, layers: ["relu1"]), prior: .tv), network: net)
-        #expect(tv.iterations == 350 && tv.prior.tv?.dataWeight == 1 && tv.prior.generator == nil)
+        #expect(tv.iterations == 500 && tv.prior.tv?.dataWeight == 100 && tv.prior.generator == nil)
         // Fully connected layers and classes get the paper's larger rate, in the CLI and the gallery alike.
         let fc = try RunSpec.resolve(RunRequest(model: f.model, task: .maximization(layer: "fc6", targets: [.channel(unit: 0, window: 1)],
                                                                                    goal: .maximize, jitter: 0, reference: nil), prior: .dip), network: net)

@@ -76,6 +76,19 @@ struct ObjectiveGradientTests {
         try checkGradient("alpha + TV", p.u) { _ in p.regularizer(iteration: 0)! }
     }
 
+    /// The TV schedule: the step decays from `step` to zero along a half cosine, jitter stops halfway.
+    @Test func pixelSchedule() {
+        var tv = TVSettings()
+        tv.step = 3
+        let p = PixelParametrization(height: 6, width: 6, settings: tv, regularized: true, jitter: 1, seed: 1, iterations: 100)
+        #expect(p.stepSize(iteration: 0) == 3)
+        #expect(abs(p.stepSize(iteration: 50) - 1.5) < 1e-5)
+        #expect(p.stepSize(iteration: 99) < 0.01 && p.stepSize(iteration: 75) < p.stepSize(iteration: 25))
+        #expect(p.jitterUntil == 50)
+        // After jitter stops, the image the objective sees is the clean one.
+        #expect(p.image(iteration: 60).scalars == p.cleanImage().scalars)
+    }
+
     @Test func badTargetsAreTypedErrors() throws {
         let probe = try tinyProbe()
         let x = Tensor.uniform([1, 3, 8, 8], seed: 1)
@@ -116,7 +129,6 @@ struct RunFixture {
         configure(&r)
         var spec = try RunSpec.resolve(r, network: net)
         if prior == .dip { spec.prior.generator = smallGenerator; spec.prior.learningRate = 0.01 }
-        if var tv = spec.prior.tv { tv.settleIterations = 10; if inversion { tv.dataWeight = 100 }; spec.prior.tv = tv }
         return (spec, net)
     }
 }
