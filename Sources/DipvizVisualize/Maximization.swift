@@ -52,6 +52,14 @@ enum Maximization {
         }
     }
 
+    /// The image the classifier sees at iteration t: under the run's random transforms, drawn
+    /// from the seed and the iteration (a resumed run draws the same ones).
+    static func transformed(_ x: Tensor, _ transforms: TransformSettings?, seed: UInt64, iteration: Int) -> Tensor {
+        guard let transforms else { return x }
+        var g = iterationGenerator(seed: seed, iteration: iteration, stream: 3)
+        return transforms.apply(x, generator: &g)
+    }
+
     /// Maximises one target of `objective`.
     static func run(probe: Probe, spec: RunSpec, objective m: MaximizationObjective, target: ActivationTarget, name: String,
                     reference x0: Tensor?, control: RunControl, resume: Checkpoint?) throws -> (RunRecordOfLoop, ResultMetrics) {
@@ -63,9 +71,11 @@ enum Maximization {
         let start = try resume?.restore(into: p) ?? 0
         let activationStart = try resume?.startValue ?? GradMode.withoutGrad { Double(try act(p.cleanImage()).item) }
         let weight = behaviour.activationWeight(spec.prior)
+        var iteration = start
         let record = try optimize(p, iterations: spec.iterations, startIteration: start, curve: resume?.curve ?? [],
                                   secondsBefore: resume?.seconds ?? 0, startValue: activationStart, control: control) { x in
-            let a = try act(x)
+            let a = try act(transformed(x, m.transforms, seed: spec.seed, iteration: iteration))
+            iteration += 1
             var loss: Tensor
             switch m.goal {
             case .maximize: loss = -a
@@ -85,6 +95,13 @@ enum Maximization {
             let probs = probe.network.isProbability(probe.network.defaultOutput) ? flat : GradMode.withoutGrad { flat.softmax(axis: 1) }
             metrics.probability = Double(probs.data[index])
             metrics.top1 = try probe.top1(record.image)
+            metrics.robustProbability = try RobustnessCheck.mean(record.image) { x in
+                let y = try probe.network(probe.preprocessing.apply(x)).reshaped([1, -1])
+                let p = probe.network.isProbability(probe.network.defaultOutput) ? y : y.softmax(axis: 1)
+                return Double(p.data[index])
+            }
+        } else {
+            metrics.robustActivation = try RobustnessCheck.mean(record.image) { Double(try act($0).item) }
         }
         metrics.activationX0 = try x0.map { x in try GradMode.withoutGrad { Double(try act(x).item) } }
         return (record, metrics)

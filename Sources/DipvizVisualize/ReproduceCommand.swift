@@ -46,6 +46,7 @@ extension RunSpec {
             if case .reach(let v) = m.goal { args += ["--target-value", "\(v)"] }
             if m.jitter != 0 { args += ["--jitter", "\(m.jitter)"] }
             if let r = m.reference { args += ["--reference", r.path] }
+            if m.transforms != .standard { args += ["--transforms", m.transforms?.argument ?? "none"] }
         }
         args += ["--prior", prior.kind.rawValue]
         guard let priorArguments = prior.behaviour.commandArguments(prior, standardPreset: inversion ? "inversion" : "maximization", size: size) else {

@@ -143,10 +143,18 @@ public struct MaximizationObjective: Codable, Equatable, Sendable {
     public var jitter: Int
     /// A photo whose activation is reported for comparison.
     public var reference: FileReference?
+    /// Random transforms of the image before the classifier, every iteration (nil: none).
+    public var transforms: TransformSettings?
 
     public init(layer: String?, targets: [ActivationTarget], goal: MaximizationGoal = .maximize, jitter: Int = 0,
                 reference: FileReference? = nil) {
         self.layer = layer; self.targets = targets; self.goal = goal; self.jitter = jitter; self.reference = reference
+    }
+
+    public init(layer: String?, targets: [ActivationTarget], goal: MaximizationGoal = .maximize, jitter: Int = 0,
+                reference: FileReference? = nil, transforms: TransformSettings?) {
+        self.init(layer: layer, targets: targets, goal: goal, jitter: jitter, reference: reference)
+        self.transforms = transforms
     }
 
     var isClass: Bool { targets.contains { if case .classScore = $0 { return true }; return false } }
@@ -284,6 +292,8 @@ public struct RunRequest: Sendable {
     public var seed: UInt64 = 0
     public var dataWeight: Float?
     public var snapshotEvery: Int?
+    /// Transforms of a maximisation (nil: none); Lucid's standard ones unless changed.
+    public var transforms: TransformSettings? = .standard
 
     public init(model: String, task: Task, prior: PriorKind) { self.model = model; self.task = task; self.prior = prior }
 }
@@ -301,7 +311,8 @@ extension RunSpec {
             objective = .inversion(InversionObjective(image: try FileReference.make(image, what: "photo"), layers: layers))
         case let .maximization(layer, targets, goal, jitter, reference):
             objective = .maximization(MaximizationObjective(layer: layer, targets: targets, goal: goal, jitter: jitter,
-                                                            reference: try reference.map { try FileReference.make($0, what: "reference photo") }))
+                                                            reference: try reference.map { try FileReference.make($0, what: "reference photo") },
+                                                            transforms: request.transforms))
         }
         let behaviour = request.prior.behaviour
         let prior = try behaviour.settings(for: request, objective: objective, size: size, network: network)
@@ -370,6 +381,7 @@ extension RunSpec {
             try check(m.targets.count <= 4096, "unit", "\(m.targets.count) targets; at most 4096 in one run")
             try check(m.jitter >= 0 && m.jitter <= size / 2, "jitter", "\(m.jitter); valid: 0...\(size / 2) for size \(size)")
             if case .reach(let v) = m.goal { try finite(v, "target-value", positive: false) }
+            try m.transforms?.validate(size: size)
             try check(m.layer != nil || m.isClass, "layer", "give the layer whose units are excited")
             try check(Set(m.targets.map(\.label)).count == m.targets.count, "unit", "a target is listed twice")
             for t in m.targets {

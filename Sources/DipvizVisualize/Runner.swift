@@ -169,7 +169,12 @@ extension Runner {
             p = try behaviour.parametrization(spec.prior, height: spec.size, width: spec.size, seed: spec.seed, jitter: m.jitter,
                                               iterations: spec.iterations)
             let weight = behaviour.activationWeight(spec.prior)
-            objective = { x in (-(try measure(try probe.features(x, layers: [tensor])[0]))).scaled(by: weight) }
+            var t = 0
+            objective = { x in
+                let seen = Maximization.transformed(x, m.transforms, seed: spec.seed, iteration: t)
+                t += 1
+                return (-(try measure(try probe.features(seen, layers: [tensor])[0]))).scaled(by: weight)
+            }
         }
         var t = 0
         return {

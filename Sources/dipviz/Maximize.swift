@@ -36,6 +36,9 @@ struct Maximize: ParsableCommand {
     @Option(help: "Random shifts of up to this many pixels every iteration (robustness).")
     var jitter: Int?
 
+    @Option(help: "Random transforms before the classifier every iteration: standard (Lucid's: pad=12,jitter=8,scale=0.9:1.1,rotate=10,final-jitter=4,fill=0.5), none, or changes to the standard such as rotate=5,pad=16. Default: standard.")
+    var transforms: String?
+
     @Option(help: "Class names for --class (default: a labels file beside the model).")
     var labels: String?
 
@@ -55,12 +58,17 @@ struct Maximize: ParsableCommand {
         if let targetValue, !targetValue.isFinite { throw ValidationError("--target-value must be a finite number") }
         if let unit { _ = try Maximize.units(unit) }
         if let at { _ = try Maximize.position(at) }
+        if let transforms { _ = try Maximize.transformSettings(transforms) }
         if self.class != nil && (at != nil || neuron || window != nil) { throw ValidationError("--at, --neuron and --window go with --unit") }
         if self.class == nil && probability { throw ValidationError("--probability goes with --class") }
     }
 
     static func units(_ text: String) throws -> ClosedRange<Int> {
         do { return try UnitRange.parse(text) } catch let e as RunSpecError { throw ValidationError("--\(e.description)") }
+    }
+
+    static func transformSettings(_ text: String) throws -> TransformSettings? {
+        do { return try TransformSettings.parse(text) } catch let e as RunSpecError { throw ValidationError("--\(e.description)") }
     }
 
     static func position(_ text: String) throws -> (Int, Int) {
@@ -75,7 +83,7 @@ struct Maximize: ParsableCommand {
             if model.model != nil { extra.append("the model") }
             for (given, name) in [(layer != nil, "--layer"), (unit != nil, "--unit"), (self.class != nil, "--class"), (at != nil, "--at"),
                                   (neuron, "--neuron"), (window != nil, "--window"), (probability, "--probability"),
-                                  (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (reference != nil, "--reference"),
+                                  (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (transforms != nil, "--transforms"), (reference != nil, "--reference"),
                                   (!model.preprocessing.isEmpty, "the preprocessing options")] where given {
                 extra.append(name)
             }
@@ -96,6 +104,7 @@ struct Maximize: ParsableCommand {
                                                 goal: targetValue.map { .reach($0) } ?? .maximize, jitter: jitter ?? 0, reference: reference)
         var request = RunRequest(model: modelPath, task: task, prior: runOptions.prior ?? .dip)
         runOptions.fill(&request)
+        if let transforms { request.transforms = try Maximize.transformSettings(transforms) }
         let what = self.class.map { "class \($0)" } ?? "\(layer ?? "") unit \(unit ?? "")"
         try RunCommand.start(request, preprocessing: model.preprocessing, out: runOptions.out!,
                              label: "maximize \(what) (\(request.prior.rawValue))")
