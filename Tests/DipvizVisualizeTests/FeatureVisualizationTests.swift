@@ -1,0 +1,77 @@
+@testable import DipvizVisualize
+import DipvizTensor
+import Foundation
+import Testing
+
+@Suite("Feature visualisation: Fourier prior and transforms")
+struct FeatureVisualizationTests {
+    @Test func fourierParameterisationInverts() {
+        // A smooth picture with values well inside 0...1, odd width.
+        let h = 12, w = 13
+        var values: [Float] = []
+        for c in 0..<3 { for y in 0..<h { for x in 0..<w { values.append(0.5 + 0.3 * sinf(Float(x + 2 * c) * 0.4) * cosf(Float(y) * 0.3)) } } }
+        let image = Tensor(shape: [1, 3, h, w], scalars: values)
+        let (re, im) = FourierParametrization.coefficients(for: image)
+        let back = GradMode.withoutGrad {
+            FourierParametrization.rgb(real: re, imag: im, scale: FourierParametrization.spectrumScale(height: h, width: w), height: h, width: w)
+        }
+        #expect(back.shape == image.shape)
+        #expect(zip(back.scalars, image.scalars).map { abs($0 - $1) }.max()! < 1e-4)
+    }
+
+    @Test func fourierSpectrumScaleIsOneOverFrequency() {
+        let s = FourierParametrization.spectrumScale(height: 8, width: 8)
+        // (ky, kx) = (0, 2): f = 2/8; (3, 1) and (5, 1) mirror each other: f = sqrt(9 + 1) / 8.
+        #expect(abs(s.data[0 * 5 + 2] - 8 / 0.25) < 1e-3)
+        #expect(abs(s.data[3 * 5 + 1] - s.data[5 * 5 + 1]) < 1e-4)
+        #expect(abs(s.data[3 * 5 + 1] - 8 / (Float(10).squareRoot() / 8)) < 1e-3)
+        // The constant term is floored at 1 / max(H, W).
+        #expect(abs(s.data[0] - 8 * 8) < 1e-3)
+    }
+
+    @Test func fourierImageGradient() throws {
+        let p = FourierParametrization(height: 6, width: 7, seed: 1, learningRate: 0.05)
+        let weights = Tensor.uniform([1, 3, 6, 7], low: -1, high: 1, seed: 3)
+        try checkGradient("fft image (real)", p.real) { re in
+            (FourierParametrization.rgb(real: re, imag: p.imag, scale: p.scale, height: 6, width: 7) * weights).sum()
+        }
+        try checkGradient("fft image (imag)", p.imag) { im in
+            (FourierParametrization.rgb(real: p.real, imag: im, scale: p.scale, height: 6, width: 7) * weights).sum()
+        }
+    }
+
+    @Test func transformSettingsParse() throws {
+        #expect(try TransformSettings.parse("none") == nil)
+        #expect(try TransformSettings.parse("standard") == .standard)
+        let custom = try #require(try TransformSettings.parse("rotate=5,scale=0.8:1.2,pad=16"))
+        #expect(custom.rotation == 5 && custom.scaleMin == 0.8 && custom.scaleMax == 1.2 && custom.pad == 16 && custom.jitter == 8)
+        #expect(try TransformSettings.parse(custom.argument) == custom)
+        #expect(TransformSettings.standard.argument == "standard")
+        for bad in ["rotate", "spin=3", "scale=0.9", "pad=x", ""] {
+            #expect(throws: RunSpecError.self) { try TransformSettings.parse(bad) }
+        }
+        var s = TransformSettings.standard
+        s.scaleMin = 2; s.scaleMax = 1
+        #expect(throws: RunSpecError.self) { try s.validate(size: 64) }
+    }
+
+    @Test func transformsWithoutRandomnessAreTheIdentity() {
+        var s = TransformSettings.standard
+        s.pad = 0; s.jitter = 0; s.finalJitter = 0; s.rotation = 0; s.scaleMin = 1; s.scaleMax = 1
+        var g = SeededGenerator(seed: 1)
+        let m = s.randomMap(height: 9, width: 9, generator: &g)
+        for (a, b) in [(m.yy, 1), (m.yx, 0), (m.y0, 0), (m.xy, 0), (m.xx, 1), (m.x0, 0)] as [(Float, Float)] { #expect(abs(a - b) < 1e-5) }
+    }
+
+    @Test func standardTransformsStayNearTheImage() {
+        // Every standard map keeps the image centre within a few pixels and the scale within Lucid's range.
+        var g = SeededGenerator(seed: 3)
+        for _ in 0..<50 {
+            let m = TransformSettings.standard.randomMap(height: 64, width: 64, generator: &g)
+            let cy = m.yy * 31.5 + m.yx * 31.5 + m.y0, cx = m.xy * 31.5 + m.xx * 31.5 + m.x0
+            #expect(abs(cy - 31.5) < 8 && abs(cx - 31.5) < 8)
+            let det = m.yy * m.xx - m.yx * m.xy
+            #expect(det > 1 && det < 1.8)
+        }
+    }
+}
