@@ -115,9 +115,7 @@ struct Maximize: ParsableCommand {
         guard let path = labels ?? ClassLabels.besideModel(model) else {
             throw ValidationError("--class \(cls) needs --labels (no labels file beside the model); or give the class index")
         }
-        let names = try ClassLabels.load(path: path)
-        guard let i = names.firstIndex(where: { $0 == cls || $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.contains(cls) })
-        else { throw VisualizeError.unknownClass(cls) }
+        guard let i = ClassLabels.index(of: cls, in: try ClassLabels.load(path: path)) else { throw VisualizeError.unknownClass(cls) }
         return i
     }
 }
