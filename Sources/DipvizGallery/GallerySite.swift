@@ -233,6 +233,7 @@ public struct GallerySite {
             text = "\(probability ? "probability" : "logit") of class \(index) (\(GallerySite.className(index, classNames(e.modelPath))))"
         case let .channel(unit, window): text = "\(e.layer) channel \(unit)" + (window < 1 ? " (central \(window) of the map)" : "")
         case let .neuron(unit, y, x): text = "\(e.layer) neuron \(unit) at " + (y.map { "\($0),\(x ?? 0)" } ?? "the centre")
+        case let .expression(x): text = x.text
         }
         text += m.transforms.map { ", under random transforms (\($0.argument))" } ?? ", without transforms"
         return text

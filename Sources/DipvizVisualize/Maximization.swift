@@ -35,6 +35,8 @@ enum Maximization {
                 }
                 return map.mean()
             })
+        case .expression:
+            throw VisualizeError.invalid("an objective expression reads several tensors; use Maximization.evaluator")
         case let .neuron(unit, yPos, xPos):
             guard let layer else { throw VisualizeError.invalid("a neuron target needs a layer") }
             return (layer, { y in
@@ -52,6 +54,13 @@ enum Maximization {
         }
     }
 
+    /// The tensors a target reads, and a function from them to the scalar activation.
+    static func evaluator(probe: Probe, layer: String?, target: ActivationTarget) throws -> ([String], ([Tensor]) throws -> Tensor) {
+        if case let .expression(e) = target { return try e.evaluator(probe: probe) }
+        let (tensor, measure) = try activation(probe: probe, layer: layer, target: target)
+        return ([tensor], { try measure($0[0]) })
+    }
+
     /// The image the classifier sees at iteration t: under the run's random transforms, drawn
     /// from the seed and the iteration (a resumed run draws the same ones).
     static func transformed(_ x: Tensor, _ transforms: TransformSettings?, seed: UInt64, iteration: Int) -> Tensor {
@@ -64,8 +73,8 @@ enum Maximization {
     static func run(probe: Probe, spec: RunSpec, objective m: MaximizationObjective, target: ActivationTarget, name: String,
                     reference x0: Tensor?, control: RunControl, resume: Checkpoint?) throws -> (RunRecordOfLoop, ResultMetrics) {
         let h = spec.size, w = spec.size
-        let (tensor, measure) = try activation(probe: probe, layer: m.layer, target: target)
-        func act(_ x: Tensor) throws -> Tensor { try measure(try probe.features(x, layers: [tensor])[0]) }
+        let (tensors, measure) = try evaluator(probe: probe, layer: m.layer, target: target)
+        func act(_ x: Tensor) throws -> Tensor { try measure(try probe.features(x, layers: tensors)) }
         let behaviour = spec.prior.behaviour
         let p = try behaviour.parametrization(spec.prior, height: h, width: w, seed: spec.seed, jitter: m.jitter, iterations: spec.iterations)
         let start = try resume?.restore(into: p) ?? 0

@@ -158,6 +158,8 @@ public struct MaximizationObjective: Codable, Equatable, Sendable {
     }
 
     var isClass: Bool { targets.contains { if case .classScore = $0 { return true }; return false } }
+    /// The objective expression, when the target is one.
+    var expression: ObjectiveExpression? { if case let .expression(e)? = targets.first { return e }; return nil }
 }
 
 /// What to excite.
@@ -168,6 +170,8 @@ public enum ActivationTarget: Codable, Equatable, Sendable {
     case channel(unit: Int, window: Float)
     /// One neuron; a nil position means the centre of the map.
     case neuron(unit: Int, y: Int?, x: Int?)
+    /// A weighted sum of terms written as text (ObjectiveExpression.swift).
+    case expression(ObjectiveExpression)
 
     enum CodingKeys: String, CodingKey { case kind, index, probability, unit, window, y, x }
 
@@ -181,8 +185,9 @@ public enum ActivationTarget: Codable, Equatable, Sendable {
         case "neuron":
             self = .neuron(unit: try c.decode(Int.self, forKey: .unit), y: try c.decodeIfPresent(Int.self, forKey: .y),
                            x: try c.decodeIfPresent(Int.self, forKey: .x))
+        case "expression": self = .expression(try ObjectiveExpression(from: decoder))
         case let other:
-            throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown target \(other); valid: class, channel, neuron")
+            throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown target \(other); valid: class, channel, neuron, expression")
         }
     }
 
@@ -196,6 +201,7 @@ public enum ActivationTarget: Codable, Equatable, Sendable {
         case let .neuron(unit, y, x):
             try c.encode("neuron", forKey: .kind); try c.encode(unit, forKey: .unit)
             try c.encodeIfPresent(y, forKey: .y); try c.encodeIfPresent(x, forKey: .x)
+        case let .expression(e): try c.encode("expression", forKey: .kind); try e.encode(to: encoder)
         }
     }
 
@@ -205,12 +211,13 @@ public enum ActivationTarget: Codable, Equatable, Sendable {
         case let .classScore(index, _): return "class-\(index)"
         case let .channel(unit, _): return "unit-\(unit)"
         case let .neuron(unit, y, x): return y.map { "unit-\(unit)-at-\($0)-\(x ?? 0)" } ?? "unit-\(unit)"
+        case .expression: return "objective"
         }
     }
 
     public var unit: Int? {
         switch self {
-        case .classScore: return nil
+        case .classScore, .expression: return nil
         case let .channel(unit, _), let .neuron(unit, _, _): return unit
         }
     }
@@ -339,7 +346,7 @@ extension RunSpec {
         guard case .maximization(let m) = objective, let first = m.targets.first else { return 1 }
         switch first {
         case .classScore(_, let probability): return probability ? 1 : 0.003
-        case .channel, .neuron: return 0.03
+        case .channel, .neuron, .expression: return 0.03
         }
     }
 
@@ -382,7 +389,7 @@ extension RunSpec {
             try check(m.jitter >= 0 && m.jitter <= size / 2, "jitter", "\(m.jitter); valid: 0...\(size / 2) for size \(size)")
             if case .reach(let v) = m.goal { try finite(v, "target-value", positive: false) }
             try m.transforms?.validate(size: size)
-            try check(m.layer != nil || m.isClass, "layer", "give the layer whose units are excited")
+            try check(m.layer != nil || m.isClass || m.expression != nil, "layer", "give the layer whose units are excited")
             try check(Set(m.targets.map(\.label)).count == m.targets.count, "unit", "a target is listed twice")
             for t in m.targets {
                 switch t {
@@ -393,6 +400,9 @@ extension RunSpec {
                 case let .neuron(unit, y, x):
                     try check(unit >= 0, "unit", "\(unit); units start at 0")
                     try check((y == nil) == (x == nil) && (y ?? 0) >= 0 && (x ?? 0) >= 0, "at", "a position is Y,X with both >= 0")
+                case let .expression(e):
+                    try check(!e.terms.isEmpty && e.terms.allSatisfy { $0.weight.isFinite }, "objective", "'\(e.text)' needs terms with finite weights")
+                    try check(m.targets.count == 1 && m.layer == nil, "objective", "an objective expression is the run's only target")
                 }
             }
         }
@@ -428,7 +438,23 @@ extension RunSpec {
             for l in inv.layers { _ = try shape(of: l) }
             deepest = inv.layers
         case .maximization(let m):
-            if let layer = m.layer, !m.isClass {
+            if let e = m.expression {
+                let classes = summary.last.map { $0.shape.dropFirst().reduce(1, *) } ?? Int.max
+                for term in e.terms {
+                    if let layer = term.layer {
+                        let s = try shape(of: layer)
+                        deepest.append(layer)
+                        if let unit = term.index, s.count >= 2, unit >= s[1] { throw VisualizeError.unitOutOfRange(layer: layer, unit: unit, channels: s[1]) }
+                        if let y = term.y, let x = term.x, s.count == 4, y >= s[2] || x >= s[3] {
+                            throw VisualizeError.positionOutOfRange(layer: layer, y: y, x: x, height: s[2], width: s[3])
+                        }
+                    } else if let index = term.index, index >= classes {
+                        throw VisualizeError.unitOutOfRange(layer: "the class scores", unit: index, channels: classes)
+                    }
+                }
+                // A class term reads the whole network.
+                if e.terms.contains(where: { $0.layer == nil }) { deepest = [] }
+            } else if let layer = m.layer, !m.isClass {
                 let s = try shape(of: layer)
                 deepest = [layer]
                 if s.count >= 2 {

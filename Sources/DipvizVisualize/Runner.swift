@@ -165,7 +165,7 @@ extension Runner {
             objective = { x in Inversion.dataTerm(try probe.features(x, layers: inv.layers), targets, prior: spec.prior) }
         case .maximization(let m):
             guard let target = m.targets.first else { throw VisualizeError.invalid("no target") }
-            let (tensor, measure) = try Maximization.activation(probe: probe, layer: m.layer, target: target)
+            let (tensors, measure) = try Maximization.evaluator(probe: probe, layer: m.layer, target: target)
             p = try behaviour.parametrization(spec.prior, height: spec.size, width: spec.size, seed: spec.seed, jitter: m.jitter,
                                               iterations: spec.iterations)
             let weight = behaviour.activationWeight(spec.prior)
@@ -173,7 +173,7 @@ extension Runner {
             objective = { x in
                 let seen = Maximization.transformed(x, m.transforms, seed: spec.seed, iteration: t)
                 t += 1
-                return (-(try measure(try probe.features(seen, layers: [tensor])[0]))).scaled(by: weight)
+                return (-(try measure(try probe.features(seen, layers: tensors)))).scaled(by: weight)
             }
         }
         var t = 0

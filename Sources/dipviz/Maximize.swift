@@ -18,6 +18,9 @@ struct Maximize: ParsableCommand {
     @Option(help: "Class name (from the labels) or index; reads the class scores.")
     var `class`: String?
 
+    @Option(help: "An objective expression instead of --unit/--class, e.g. 'conv4:12 - 0.5*conv4:40', 'conv4:12@6,6', 'class(black swan) - 0.2*class(goose)', 'direction(conv5, v.npy)'.")
+    var objective: String?
+
     @Option(help: "A single neuron's position Y,X in the layer's map instead of the channel mean.")
     var at: String?
 
@@ -50,7 +53,12 @@ struct Maximize: ParsableCommand {
     func validate() throws {
         guard runOptions.resume == nil else { return }
         guard model.model != nil else { throw ValidationError("give the model (an ONNX file)") }
-        guard (unit == nil) != (self.class == nil) else { throw ValidationError("give exactly one of --unit and --class") }
+        guard [unit != nil, self.class != nil, objective != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --unit, --class and --objective")
+        }
+        if objective != nil && (layer != nil || at != nil || neuron || window != nil || probability) {
+            throw ValidationError("--objective names its own layers, units and classes; give no --layer, --at, --neuron, --window or --probability")
+        }
         if unit != nil && layer == nil { throw ValidationError("--unit needs --layer") }
         if self.class != nil && layer != nil { throw ValidationError("--class reads the class scores; --layer goes with --unit") }
         if let window, !(window.isFinite && window > 0 && window <= 1) { throw ValidationError("--window \(window) is not valid; give 0 < window <= 1") }
@@ -81,7 +89,7 @@ struct Maximize: ParsableCommand {
         if let dir = runOptions.resume {
             var extra: [String] = []
             if model.model != nil { extra.append("the model") }
-            for (given, name) in [(layer != nil, "--layer"), (unit != nil, "--unit"), (self.class != nil, "--class"), (at != nil, "--at"),
+            for (given, name) in [(layer != nil, "--layer"), (unit != nil, "--unit"), (self.class != nil, "--class"), (objective != nil, "--objective"), (at != nil, "--at"),
                                   (neuron, "--neuron"), (window != nil, "--window"), (probability, "--probability"),
                                   (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (transforms != nil, "--transforms"), (reference != nil, "--reference"),
                                   (!model.preprocessing.isEmpty, "the preprocessing options")] where given {
@@ -91,7 +99,10 @@ struct Maximize: ParsableCommand {
         }
         let modelPath = model.model!
         var targets: [ActivationTarget]
-        if let cls = self.class {
+        if let objective {
+            let labelsPath = labels ?? ClassLabels.besideModel(modelPath)
+            targets = [.expression(try ObjectiveExpression.parse(objective, labels: try labelsPath.map { try ClassLabels.load(path: $0) } ?? []))]
+        } else if let cls = self.class {
             targets = [.classScore(index: try classIndex(cls, model: modelPath), probability: probability)]
         } else {
             let position = try at.map(Maximize.position)
@@ -105,7 +116,7 @@ struct Maximize: ParsableCommand {
         var request = RunRequest(model: modelPath, task: task, prior: runOptions.prior ?? .dip)
         runOptions.fill(&request)
         if let transforms { request.transforms = try Maximize.transformSettings(transforms) }
-        let what = self.class.map { "class \($0)" } ?? "\(layer ?? "") unit \(unit ?? "")"
+        let what = objective ?? self.class.map { "class \($0)" } ?? "\(layer ?? "") unit \(unit ?? "")"
         try RunCommand.start(request, preprocessing: model.preprocessing, out: runOptions.out!,
                              label: "maximize \(what) (\(request.prior.rawValue))")
     }
