@@ -112,6 +112,12 @@ public struct GallerySite {
                 classes = ["href": href, "count": cl.names.count]
                 try renderClasses(model: model, slug: slug, priors: cl.priors, experiments: mine, href: href)
             }
+            var objectives: [String: Any]? = nil
+            if let ob = model.objectives {
+                let href = "objectives-\(slug).html"
+                objectives = ["href": href, "count": ob.expressions.count]
+                try renderObjectives(model: model, slug: slug, priors: ob.priors, experiments: mine, href: href)
+            }
             let summary = try? builder.summary(modelPath: mine.first?.modelPath ?? model.path, size: builder.spec.budgets[budget]?.size ?? 224)
             let layers: [[String: Any]] = (summary ?? []).filter { !$0.aliases.isEmpty }.map { r in
                 ["alias": r.aliases.joined(separator: " "), "op": r.op, "shape": r.shape.map(String.init).joined(separator: "×"),
@@ -122,12 +128,14 @@ public struct GallerySite {
             var context: [String: Any] = ["inversions": inversions, "layers": layers]
             if let maximization { context["maximization"] = maximization }
             if let classes { context["classes"] = classes }
+            if let objectives { context["objectives"] = objectives }
             try write(try page("model", title: model.name, root: "", context: context), modelPage)
             var entry: [String: Any] = ["name": model.name, "modelPage": modelPage, "inversions": inversions, "layerCount": layers.count,
                                         "parameters": GallerySite.compact((summary ?? []).reduce(0) { $0 + $1.parameters }),
                                         "macs": GallerySite.compact((summary ?? []).reduce(0) { $0 + $1.macs })]
             if let maximization { entry["maximization"] = maximization }
             if let classes { entry["classes"] = classes }
+            if let objectives { entry["objectives"] = objectives }
             modelEntries.append(entry)
         }
         for e in builder.experiments where builder.metrics(e) != nil { try renderResult(e, modelSlug: modelSlugs[e.modelName] ?? GallerySite.slug(e.modelName)) }
@@ -184,11 +192,12 @@ public struct GallerySite {
                     ["activation": "activation " + GallerySite.format(m.activation, "%.3g") + (GallerySite.robustness(m).map { " · " + $0 } ?? "")]
                 }
             }
-            return ["unit": unit, "cells": cells]
+            return ["heading": "unit \(unit)", "cells": cells]
         }
         try write(try page("maximization", title: "\(model.name): units of \(layer)", root: "",
                            crumb: [["href": "model-\(slug).html", "label": model.name]],
-                           context: ["units": entries, "layer": layer, "model": model.name]), href)
+                           context: ["units": entries, "model": model.name,
+                                     "note": "Images that maximise the mean activation of each channel of \(layer) in \(model.name), one column per prior; robust: the mean activation over 24 fixed random shifts, scales and rotations (robust_activation)."]), href)
     }
 
     /// Class names from the labels beside a model (empty when there are none).
@@ -218,10 +227,25 @@ public struct GallerySite {
                     ["activation": "p " + GallerySite.format(m.probability, "%.2f") + (GallerySite.robustness(m).map { " · " + $0 } ?? "")]
                 }
             }
-            return ["unit": "\(name) (\(index))", "cells": cells]
+            return ["heading": "\(name) (\(index))", "cells": cells]
         }
         try write(try page("classes", title: "\(model.name): classes", root: "", crumb: [["href": "model-\(slug).html", "label": model.name]],
                            context: ["units": rows, "model": model.name]), href)
+    }
+
+    func renderObjectives(model: GallerySpec.Model, slug: String, priors: [PriorKind], experiments: [Experiment], href: String) throws {
+        let rows: [[String: Any]] = GallerySite.unique(experiments.compactMap { $0.expression?.text }).map { text in
+            let cells = priors.map { prior in
+                cell(experiments.first { $0.expression?.text == text && $0.prior == prior }, size: 160,
+                     alt: "\(prior.rawValue) image maximising \(text)") { _, m in
+                    ["activation": "value " + GallerySite.format(m.activation, "%.3g") + (GallerySite.robustness(m).map { " · " + $0 } ?? "")]
+                }
+            }
+            return ["heading": text, "cells": cells]
+        }
+        try write(try page("maximization", title: "\(model.name): objectives", root: "", crumb: [["href": "model-\(slug).html", "label": model.name]],
+                           context: ["units": rows, "model": model.name,
+                                     "note": "Images that maximise each objective expression in \(model.name), one column per prior."]), href)
     }
 
     /// What a maximisation optimises, in words: "logit of class 100 (black swan)", "conv5 channel 3".

@@ -45,12 +45,19 @@ public struct GallerySpec: Codable, Sendable {
         public var priors: [PriorKind]
     }
 
+    /// Objective expressions (`dipviz maximize --objective` syntax), each under each prior.
+    public struct Objectives: Codable, Sendable {
+        public var expressions: [String]
+        public var priors: [PriorKind]
+    }
+
     public struct Model: Codable, Sendable {
         public var name: String
         public var path: String
         public var inversion: Inversion?
         public var maximization: Maximization?
         public var classes: Classes?
+        public var objectives: Objectives?
     }
 
     public var title: String
@@ -63,7 +70,8 @@ public struct GallerySpec: Codable, Sendable {
     static let validKeys: [String: [String]] = [
         "spec": ["title", "description", "seed", "budgets", "models"],
         "budget": ["size", "dip_iterations", "tv_iterations", "maximize_dip_iterations", "class_iterations"],
-        "model": ["name", "path", "inversion", "maximization", "classes"],
+        "model": ["name", "path", "inversion", "maximization", "classes", "objectives"],
+        "objectives": ["expressions", "priors"],
         "classes": ["names", "priors"],
         "inversion": ["images", "layers", "priors"],
         "maximization": ["layer", "units", "priors"],
@@ -119,6 +127,7 @@ public struct GallerySpec: Codable, Sendable {
                     if let inv = m["inversion"] { try checkKeys(inv, level: "inversion", path: "models[\(i)].inversion", name: name) }
                     if let mx = m["maximization"] { try checkKeys(mx, level: "maximization", path: "models[\(i)].maximization", name: name) }
                     if let c = m["classes"] { try checkKeys(c, level: "classes", path: "models[\(i)].classes", name: name) }
+                    if let o = m["objectives"] { try checkKeys(o, level: "objectives", path: "models[\(i)].objectives", name: name) }
                 }
             }
         }
@@ -171,6 +180,9 @@ public struct GallerySpec: Codable, Sendable {
                     throw fail("models[\(i)].classes needs names (class names or indices) and priors")
                 }
             }
+            if let o = m.objectives, o.expressions.isEmpty || o.priors.isEmpty {
+                throw fail("models[\(i)].objectives needs expressions and priors")
+            }
         }
     }
 }
@@ -205,6 +217,11 @@ public struct Experiment: Sendable, Equatable {
         }
     }
     public var unit: Int? { if case .maximization(let m) = spec.objective { return m.targets.first?.unit }; return nil }
+    /// The objective expression of an expression image.
+    public var expression: ObjectiveExpression? {
+        if case .maximization(let m) = spec.objective, case let .expression(e)? = m.targets.first { return e }
+        return nil
+    }
     /// The class of a class image.
     public var classIndex: Int? {
         if case .maximization(let m) = spec.objective, case let .classScore(index, _)? = m.targets.first { return index }
@@ -215,6 +232,7 @@ public struct Experiment: Sendable, Equatable {
 
     public var title: String {
         if let classIndex { return "class \(classIndex) (\(prior.rawValue))" }
+        if let expression { return "\(expression.text) (\(prior.rawValue))" }
         return isInversion ? "\(layer) pre-image of \((image.map { ($0 as NSString).lastPathComponent }) ?? "") (\(prior.rawValue))"
             : "\(layer) unit \(unit ?? 0) (\(prior.rawValue))"
     }
@@ -259,8 +277,21 @@ extension GallerySpec {
                                         iterations: budget.iterations(prior, maximization: true)))
                 } }
             }
+            let labels = try ClassLabels.besideModel(path).map { try ClassLabels.load(path: $0) } ?? []
+            if let objectives = m.objectives {
+                for text in objectives.expressions {
+                    // Direction files are relative to the spec, like every other path in it.
+                    let expression: ObjectiveExpression
+                    do { expression = try ObjectiveExpression.parse(text, labels: labels, resolvingPaths: resolve) } catch {
+                        throw GalleryError.spec("model \(m.name): \(error)")
+                    }
+                    for prior in objectives.priors {
+                        out.append(try make(.maximization(layer: nil, targets: [.expression(expression)], goal: .maximize, jitter: 0, reference: nil),
+                                            prior: prior, iterations: budget.iterations(prior, maximization: true)))
+                    }
+                }
+            }
             if let classes = m.classes {
-                let labels = try ClassLabels.besideModel(path).map { try ClassLabels.load(path: $0) } ?? []
                 for name in classes.names {
                     guard let index = ClassLabels.index(of: name, in: labels) else {
                         throw GalleryError.spec("model \(m.name): no class named '\(name)' in the labels beside the model; give a name from that file or an index")

@@ -52,7 +52,7 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
 
     /// Parses `text`; class names are looked up in `labels`, and direction files are read and
     /// hashed (paths relative to the working directory).
-    public static func parse(_ text: String, labels: [String]) throws -> ObjectiveExpression {
+    public static func parse(_ text: String, labels: [String], resolvingPaths resolve: (String) -> String = { $0 }) throws -> ObjectiveExpression {
         func bad(_ why: String) -> RunSpecError { .invalid(field: "objective", message: "'\(text)': \(why); \(syntax)") }
         var pieces: [(sign: Float, text: String)] = []
         var current = "", sign: Float = 1, depth = 0
@@ -72,11 +72,13 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
         guard depth == 0 else { throw bad("unbalanced '('") }
         guard !current.trimmingCharacters(in: .whitespaces).isEmpty else { throw bad(pieces.isEmpty ? "no terms" : "a sign without a term") }
         pieces.append((sign, current))
-        let terms = try pieces.map { try parseTerm($0.text.trimmingCharacters(in: .whitespaces), sign: $0.sign, labels: labels, bad: bad) }
+        let terms = try pieces.map {
+            try parseTerm($0.text.trimmingCharacters(in: .whitespaces), sign: $0.sign, labels: labels, resolve: resolve, bad: bad)
+        }
         return ObjectiveExpression(text: text.trimmingCharacters(in: .whitespaces), terms: terms)
     }
 
-    static func parseTerm(_ s: String, sign: Float, labels: [String], bad: (String) -> RunSpecError) throws -> Term {
+    static func parseTerm(_ s: String, sign: Float, labels: [String], resolve: (String) -> String, bad: (String) -> RunSpecError) throws -> Term {
         var weight = sign, body = s
         if let star = s.firstIndex(of: "*"), !s[..<star].contains("(") {
             guard let w = Float(s[..<star].trimmingCharacters(in: .whitespaces)), w.isFinite else { throw bad("'\(s[..<star])' is not a weight") }
@@ -95,7 +97,7 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
             case "direction":
                 let parts = argument.split(separator: ",", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
                 guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { throw bad("direction takes (LAYER, FILE.npy)") }
-                return Term(weight: weight, kind: .direction, layer: parts[0], direction: try FileReference.make(parts[1], what: "direction"))
+                return Term(weight: weight, kind: .direction, layer: parts[0], direction: try FileReference.make(resolve(parts[1]), what: "direction"))
             default: throw bad("unknown function \(name)")
             }
         }

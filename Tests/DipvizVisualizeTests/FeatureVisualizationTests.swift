@@ -75,3 +75,55 @@ struct FeatureVisualizationTests {
         }
     }
 }
+
+@Suite("Objective expressions")
+struct ObjectiveExpressionTests {
+    let labels = ["goldfish, Carassius auratus", "black swan, Cygnus atratus", "tree frog, tree-frog"]
+
+    @Test func parsesEveryKindOfTerm() throws {
+        let e = try ObjectiveExpression.parse("conv4:12 - 0.5*conv4:40 + conv-x:3@6,7 + class(black swan) - probability(tree-frog) + 2*class(0)", labels: labels)
+        typealias T = ObjectiveExpression.Term
+        #expect(e.terms == [
+            T(weight: 1, kind: .channel, layer: "conv4", index: 12),
+            T(weight: -0.5, kind: .channel, layer: "conv4", index: 40),
+            T(weight: 1, kind: .neuron, layer: "conv-x", index: 3, y: 6, x: 7),
+            T(weight: 1, kind: .classLogit, index: 1),
+            T(weight: -1, kind: .classProbability, index: 2),
+            T(weight: 2, kind: .classLogit, index: 0),
+        ])
+        let negated = try ObjectiveExpression.parse("-conv5:1", labels: [])
+        #expect(negated.terms == [T(weight: -1, kind: .channel, layer: "conv5", index: 1)])
+    }
+
+    @Test func refusesWhatIsNotAnExpression() {
+        for bad in ["", "conv4", "conv4:x", "conv4:-1", "conv4:1 +", "conv4:1 + + conv4:2", "x*conv4:1", "class(zebra)", "spin(3)",
+                    "conv4:1@3", "class(black swan", "direction(conv5)", "direction(conv5, /no/such/file.npy)"] {
+            #expect(throws: RunSpecError.self, "\(bad)") { try ObjectiveExpression.parse(bad, labels: labels) }
+        }
+    }
+
+    @Test func aDirectionEqualsTheWeightedChannels() throws {
+        let probe = try tinyProbe()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-direction-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("v.npy").path
+        try Tensor(shape: [4], scalars: [0, 1, 0, -0.5]).writeNPY(path: file)
+        let x = Tensor.uniform([1, 3, 8, 8], seed: 4)
+        func value(_ text: String) throws -> Float {
+            let (tensors, measure) = try ObjectiveExpression.parse(text, labels: []).evaluator(probe: probe)
+            return try GradMode.withoutGrad { try measure(try probe.features(x, layers: tensors)).item }
+        }
+        let direction = try value("direction(relu1, \(file))"), channels = try value("relu1:1 - 0.5*relu1:3")
+        #expect(abs(direction - channels) < 1e-5 && abs(channels) > 1e-3)
+        let sum = try value("relu1:1 + relu1:1"), one = try value("relu1:1")
+        #expect(abs(sum - 2 * one) < 1e-5)
+    }
+
+    @Test func expressionRoundTripsThroughTheSpec() throws {
+        let e = try ObjectiveExpression.parse("conv4:12 - 0.5*conv4:40", labels: [])
+        let target = ActivationTarget.expression(e)
+        let data = try JSONEncoder().encode(target)
+        #expect(try JSONDecoder().decode(ActivationTarget.self, from: data) == target)
+    }
+}
