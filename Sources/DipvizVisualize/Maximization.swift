@@ -93,10 +93,21 @@ enum Maximization {
             if weight != 1 { loss = loss.scaled(by: weight) }
             return (loss, ["activation": Double(a.item)])
         }
+        var metrics = try resultMetrics(probe: probe, target: target, name: name, loop: record,
+                                        activation: try GradMode.withoutGrad { Double(try act(record.image).item) },
+                                        activationStart: activationStart, act: act)
+        metrics.activationX0 = try x0.map { x in try GradMode.withoutGrad { Double(try act(x).item) } }
+        return (record, metrics)
+    }
+
+    /// The metrics of a finished target: its activation, and for classes the probability and
+    /// top class; the robust probability or activation (`RobustnessCheck`).
+    static func resultMetrics(probe: Probe, target: ActivationTarget, name: String, loop record: RunRecordOfLoop, activation: Double,
+                              activationStart: Double, act: (Tensor) throws -> Tensor) throws -> ResultMetrics {
         var metrics = ResultMetrics(name: name, ending: record.ending, message: record.message, iterations: record.iterations,
                                     seconds: record.seconds)
         metrics.target = target.label
-        metrics.activation = try GradMode.withoutGrad { Double(try act(record.image).item) }
+        metrics.activation = activation
         metrics.activationStart = activationStart
         if case let .classScore(index, _) = target {
             let y = try GradMode.withoutGrad { try probe.network(probe.preprocessing.apply(record.image)) }
@@ -112,7 +123,6 @@ enum Maximization {
         } else {
             metrics.robustActivation = try RobustnessCheck.mean(record.image) { Double(try act($0).item) }
         }
-        metrics.activationX0 = try x0.map { x in try GradMode.withoutGrad { Double(try act(x).item) } }
-        return (record, metrics)
+        return metrics
     }
 }

@@ -49,6 +49,7 @@ extension RunSpec {
             if case .reach(let v) = m.goal { args += ["--target-value", "\(v)"] }
             if m.jitter != 0 { args += ["--jitter", "\(m.jitter)"] }
             if let r = m.reference { args += ["--reference", r.path] }
+            if m.targets.count > 1 && m.batch != true { args.append("--one-at-a-time") }
             if m.transforms != .standard { args += ["--transforms", m.transforms?.argument ?? "none"] }
         }
         args += ["--prior", prior.kind.rawValue]

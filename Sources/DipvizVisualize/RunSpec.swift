@@ -123,6 +123,8 @@ public enum Objective: Codable, Equatable, Sendable {
         }
     }
 
+    var isBatched: Bool { if case .maximization(let m) = self { return m.batch == true }; return false }
+
     public var kindName: String {
         switch self { case .inversion: return "inversion"; case .maximization: return "maximization" }
     }
@@ -145,6 +147,8 @@ public struct MaximizationObjective: Codable, Equatable, Sendable {
     public var reference: FileReference?
     /// Random transforms of the image before the classifier, every iteration (nil: none).
     public var transforms: TransformSettings?
+    /// Several targets optimised together in one batch (nil or false: one after another).
+    public var batch: Bool?
 
     public init(layer: String?, targets: [ActivationTarget], goal: MaximizationGoal = .maximize, jitter: Int = 0,
                 reference: FileReference? = nil) {
@@ -152,9 +156,10 @@ public struct MaximizationObjective: Codable, Equatable, Sendable {
     }
 
     public init(layer: String?, targets: [ActivationTarget], goal: MaximizationGoal = .maximize, jitter: Int = 0,
-                reference: FileReference? = nil, transforms: TransformSettings?) {
+                reference: FileReference? = nil, transforms: TransformSettings?, batch: Bool? = nil) {
         self.init(layer: layer, targets: targets, goal: goal, jitter: jitter, reference: reference)
         self.transforms = transforms
+        self.batch = batch
     }
 
     var isClass: Bool { targets.contains { if case .classScore = $0 { return true }; return false } }
@@ -301,6 +306,8 @@ public struct RunRequest: Sendable {
     public var snapshotEvery: Int?
     /// Transforms of a maximisation (nil: none); Lucid's standard ones unless changed.
     public var transforms: TransformSettings? = .standard
+    /// Whether several targets of a maximisation are optimised in one batch.
+    public var batch = true
 
     public init(model: String, task: Task, prior: PriorKind) { self.model = model; self.task = task; self.prior = prior }
 }
@@ -319,7 +326,7 @@ extension RunSpec {
         case let .maximization(layer, targets, goal, jitter, reference):
             objective = .maximization(MaximizationObjective(layer: layer, targets: targets, goal: goal, jitter: jitter,
                                                             reference: try reference.map { try FileReference.make($0, what: "reference photo") },
-                                                            transforms: request.transforms))
+                                                            transforms: request.transforms, batch: targets.count > 1 ? request.batch : nil))
         }
         let behaviour = request.prior.behaviour
         let prior = try behaviour.settings(for: request, objective: objective, size: size, network: network)

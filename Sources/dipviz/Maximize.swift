@@ -42,6 +42,9 @@ struct Maximize: ParsableCommand {
     @Option(help: "Random transforms before the classifier every iteration: standard (Lucid's: pad=12,jitter=8,scale=0.9:1.1,rotate=10,final-jitter=4,fill=0.5), none, or changes to the standard such as rotate=5,pad=16. Default: standard.")
     var transforms: String?
 
+    @Flag(help: "With several units: optimise them one after another instead of in one batch.")
+    var oneAtATime = false
+
     @Option(help: "Class names for --class (default: a labels file beside the model).")
     var labels: String?
 
@@ -91,7 +94,7 @@ struct Maximize: ParsableCommand {
             if model.model != nil { extra.append("the model") }
             for (given, name) in [(layer != nil, "--layer"), (unit != nil, "--unit"), (self.class != nil, "--class"), (objective != nil, "--objective"), (at != nil, "--at"),
                                   (neuron, "--neuron"), (window != nil, "--window"), (probability, "--probability"),
-                                  (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (transforms != nil, "--transforms"), (reference != nil, "--reference"),
+                                  (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (transforms != nil, "--transforms"), (oneAtATime, "--one-at-a-time"), (reference != nil, "--reference"),
                                   (!model.preprocessing.isEmpty, "the preprocessing options")] where given {
                 extra.append(name)
             }
@@ -116,6 +119,7 @@ struct Maximize: ParsableCommand {
         var request = RunRequest(model: modelPath, task: task, prior: runOptions.prior ?? .dip)
         runOptions.fill(&request)
         if let transforms { request.transforms = try Maximize.transformSettings(transforms) }
+        request.batch = !oneAtATime
         let what = objective ?? self.class.map { "class \($0)" } ?? "\(layer ?? "") unit \(unit ?? "")"
         try RunCommand.start(request, preprocessing: model.preprocessing, out: runOptions.out!,
                              label: "maximize \(what) (\(request.prior.rawValue))")
