@@ -94,7 +94,9 @@ public enum Runner {
         }
 
         let pending = names.indices.filter { results[$0].ending != .finished || !folder.exists(results[$0].imageFile) }
-        if case .maximization(let m) = spec.objective, m.batch == true, names.count > 1, !pending.isEmpty {
+        // A graph whose input fixes a batch of one (SqueezeNet's [1, 3, 227, 227]) takes one image at a time.
+        let batched = spec.objective.isBatched && names.count > 1 && (network.imageInput?.shape?.first ?? nil) != 1
+        if case .maximization(let m) = spec.objective, batched, !pending.isEmpty {
             // All pending targets in one batch, with one checkpoint.
             var control = base
             control.snapshotEvery = spec.snapshotEvery
@@ -119,7 +121,7 @@ public enum Runner {
             try folder.writeJSON(RunMetrics(spec: spec, results: results), name: "metrics.json")
             if outcomes.allSatisfy({ $0.1.ending == .finished }) && !keepFinishedCheckpoints { try? FileManager.default.removeItem(atPath: checkpointPath) }
         }
-        for (i, name) in names.enumerated() where pending.contains(i) && !(spec.objective.isBatched && names.count > 1) {
+        for (i, name) in names.enumerated() where pending.contains(i) && !batched {
             var control = base
             control.snapshotEvery = spec.snapshotEvery
             control.checkpoint = folder.checkpoint(name)

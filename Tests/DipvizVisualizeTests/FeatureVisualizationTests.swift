@@ -1,4 +1,5 @@
 @testable import DipvizVisualize
+import DipvizONNX
 import DipvizTensor
 import Foundation
 import Testing
@@ -125,5 +126,36 @@ struct ObjectiveExpressionTests {
         let target = ActivationTarget.expression(e)
         let data = try JSONEncoder().encode(target)
         #expect(try JSONDecoder().decode(ActivationTarget.self, from: data) == target)
+    }
+}
+
+@Suite("Batched maximisation")
+struct BatchMaximizationTests {
+    @Test(arguments: [PriorSpec(kind: .fft, learningRate: 0.05), PriorSpec(kind: .dip, generator: smallGenerator, learningRate: 1e-2)])
+    func aBatchGivesWhatEachTargetGetsAlone(prior: PriorSpec) throws {
+        // The tiny classifier of the other tests, with a free batch size.
+        var b = ONNXGraphBuilder(seed: 11)
+        b.conv(4, kernel: 3, pad: 1); b.relu(); b.maxPool(2, stride: 2)
+        let probe = Probe(network: try ONNXNetwork(model: b.model(name: "tiny", inputShape: [nil, 3, nil, nil])), preprocessing: .torchvision)
+        let targets: [ActivationTarget] = [.channel(unit: 0, window: 1), .channel(unit: 2, window: 1), .neuron(unit: 3, y: nil, x: nil)]
+        let objective = MaximizationObjective(layer: "relu1", targets: targets, transforms: .standard, batch: true)
+        let spec = RunSpec(model: ModelSource(file: FileReference(path: "tiny.onnx", hash: "h64:0")), objective: .maximization(objective),
+                           prior: prior, size: 16, iterations: 6, seed: 5, snapshotEvery: 100)
+        let names = targets.map(\.label)
+        let batch = try Maximization.runBatch(probe: probe, spec: spec, objective: objective, targets: targets, names: names,
+                                              reference: nil, control: RunControl(), resume: nil)
+        var improved = 0
+        for (i, target) in targets.enumerated() {
+            let (alone, metrics) = try Maximization.run(probe: probe, spec: spec, objective: objective, target: target, name: names[i],
+                                                        reference: nil, control: RunControl(), resume: nil)
+            let difference = zip(alone.image.scalars, batch[i].0.image.scalars).map { abs($0 - $1) }.max() ?? 1
+            #expect(batch[i].0.image.shape == [1, 3, 16, 16])
+            #expect(difference < 1e-4, "\(prior.kind) target \(i): image differs by \(difference)")
+            #expect(abs((metrics.activation ?? 0) - (batch[i].1.activation ?? 1)) < 1e-3)
+            if (metrics.activation ?? 0) > (metrics.activationStart ?? 0) { improved += 1 }
+        }
+        #expect(improved > 0, "the runs optimise something")
+        // The targets differ from each other, so the comparison above can fail.
+        #expect(batch[0].0.image.scalars != batch[1].0.image.scalars)
     }
 }
