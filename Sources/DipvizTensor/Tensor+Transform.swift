@@ -18,9 +18,10 @@ public struct AffineMap: Equatable, Sendable {
     /// Scaling by `scale` (output larger for scale > 1) and rotation by `angle` radians
     /// (counter-clockwise on screen), both about (cy, cx) in input and output alike.
     public static func scaleRotation(scale: Float, angle: Float, cy: Float, cx: Float) -> AffineMap {
-        // The output point p reads c + R(-angle) (p - c) / scale.
+        // The output point p reads c + R (p - c) / scale, R the inverse rotation: the pixel right of
+        // the centre reads the input below-right of it (y points down), so the content turns
+        // counter-clockwise on screen.
         let c = cosf(angle) / scale, s = sinf(angle) / scale
-        // With y pointing down, a counter-clockwise rotation on screen has x' = c x + s y, y' = -s x + c y.
         let yy = c, yx = s, xy = -s, xx = c
         return AffineMap(yy: yy, yx: yx, y0: cy - yy * cy - yx * cx, xy: xy, xx: xx, x0: cx - xy * cy - xx * cx)
     }
