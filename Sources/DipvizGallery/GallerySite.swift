@@ -16,7 +16,7 @@ public struct GallerySite {
         self.builder = builder
         self.budget = budget
         var library = MustacheLibrary()
-        for name in ["layout", "index", "model", "inversion", "maximization", "result"] {
+        for name in ["layout", "index", "model", "inversion", "maximization", "classes", "result"] {
             guard let url = Bundle.module.url(forResource: name, withExtension: "mustache", subdirectory: "Templates"),
                   let text = try? String(contentsOf: url, encoding: .utf8) else {
                 throw GalleryError.spec("the \(name) template is missing from the installation")
@@ -33,7 +33,8 @@ public struct GallerySite {
         guard let b = builder.spec.budgets[budget] else { return "" }
         func describe(_ b: GallerySpec.Budget) -> String {
             let maximize = b.maximizeDipIterations.map { " (\($0) for maximisation)" } ?? ""
-            return "\(b.size)×\(b.size) px, \(b.dipIterations) DIP iterations\(maximize), \(b.tvIterations) TV/pixel iterations"
+            let classes = b.classIterations.map { ", \($0) iterations per class image" } ?? ""
+            return "\(b.size)×\(b.size) px, \(b.dipIterations) DIP iterations\(maximize), \(b.tvIterations) TV/pixel/FFT iterations\(classes)"
         }
         let own = builder.spec.models.compactMap { m in m.budgets?[budget].map { "\(m.name): \(describe($0))" } }
         return ([describe(b)] + own).joined(separator: "; ")
@@ -123,6 +124,18 @@ public struct GallerySite {
                 maximization = ["href": href, "layer": mx.layer]
                 try renderMaximization(model: model, slug: slug, layer: mx.layer, priors: mx.priors, experiments: mine, href: href)
             }
+            var classes: [String: Any]? = nil
+            if let cl = model.classes {
+                let href = "classes-\(slug).html"
+                classes = ["href": href, "count": cl.names.count]
+                try renderClasses(model: model, slug: slug, priors: cl.priors, experiments: mine, href: href)
+            }
+            var objectives: [String: Any]? = nil
+            if let ob = model.objectives {
+                let href = "objectives-\(slug).html"
+                objectives = ["href": href, "count": ob.expressions.count]
+                try renderObjectives(model: model, slug: slug, priors: ob.priors, experiments: mine, href: href)
+            }
             let summary = try? builder.summary(modelPath: mine.first?.modelPath ?? model.path, size: model.budget(budget, in: builder.spec)?.size ?? 224)
             let layers: [[String: Any]] = (summary ?? []).filter { !$0.aliases.isEmpty }.map { r in
                 ["alias": r.aliases.joined(separator: " "), "op": r.op, "shape": r.shape.map(String.init).joined(separator: "×"),
@@ -132,11 +145,15 @@ public struct GallerySite {
             let modelPage = "model-\(slug).html"
             var context: [String: Any] = ["inversions": inversions, "layers": layers]
             if let maximization { context["maximization"] = maximization }
+            if let classes { context["classes"] = classes }
+            if let objectives { context["objectives"] = objectives }
             try write(try page("model", title: model.name, root: "", context: context), modelPage)
             var entry: [String: Any] = ["name": model.name, "modelPage": modelPage, "inversions": inversions, "layerCount": layers.count,
                                         "parameters": GallerySite.compact((summary ?? []).reduce(0) { $0 + $1.parameters }),
                                         "macs": GallerySite.compact((summary ?? []).reduce(0) { $0 + $1.macs })]
             if let maximization { entry["maximization"] = maximization }
+            if let classes { entry["classes"] = classes }
+            if let objectives { entry["objectives"] = objectives }
             modelEntries.append(entry)
         }
         for e in builder.experiments where builder.metrics(e) != nil { try renderResult(e, modelSlug: modelSlugs[e.modelName] ?? GallerySite.slug(e.modelName)) }
@@ -200,14 +217,78 @@ public struct GallerySite {
             let cells = priors.map { prior in
                 cell(experiments.first { !$0.isInversion && $0.unit == unit && $0.prior == prior }, size: display,
                      alt: "\(prior.rawValue) image maximising \(layer) unit \(unit)") { _, m in
-                    ["activation": "activation " + GallerySite.format(m.activation, "%.3g")]
+                    ["activation": "activation " + GallerySite.format(m.activation, "%.3g") + (GallerySite.robustness(m).map { " · " + $0 } ?? "")]
                 }
             }
-            return ["unit": unit, "cells": cells]
+            return ["heading": "unit \(unit)", "cells": cells]
         }
         try write(try page("maximization", title: "\(model.name): units of \(layer)", root: "",
                            crumb: [["href": "model-\(slug).html", "label": model.name]],
-                           context: ["units": entries, "layer": layer, "model": model.name]), href)
+                           context: ["units": entries, "model": model.name,
+                                     "note": "Images that maximise the mean activation of each channel of \(layer) in \(model.name), one column per prior; robust: the mean activation over 24 fixed random shifts, scales and rotations (robust_activation)."]), href)
+    }
+
+    /// Class names from the labels beside a model (empty when there are none).
+    func classNames(_ modelPath: String) -> [String] {
+        guard let path = ClassLabels.besideModel(modelPath) else { return [] }
+        return (try? ClassLabels.load(path: path)) ?? []
+    }
+
+    static func className(_ index: Int, _ names: [String]) -> String {
+        index < names.count ? String(names[index].split(separator: ",").first ?? "") : "class \(index)"
+    }
+
+    /// The robustness numbers of a maximisation result, for captions.
+    static func robustness(_ m: ResultMetrics) -> String? {
+        if let p = m.robustProbability { return "robust p " + format(p, "%.2f") }
+        return m.robustActivation.map { "robust " + format($0, "%.3g") }
+    }
+
+    func renderClasses(model: GallerySpec.Model, slug: String, priors: [PriorKind], experiments: [Experiment], href: String) throws {
+        let names = classNames(experiments.first?.modelPath ?? model.path)
+        let display = 160
+        let rows: [[String: Any]] = GallerySite.unique(experiments.compactMap(\.classIndex)).map { index in
+            let name = GallerySite.className(index, names)
+            let cells = priors.map { prior in
+                cell(experiments.first { $0.classIndex == index && $0.prior == prior }, size: display,
+                     alt: "\(prior.rawValue) image maximising the class \(name)") { _, m in
+                    ["activation": "p " + GallerySite.format(m.probability, "%.2f") + (GallerySite.robustness(m).map { " · " + $0 } ?? "")]
+                }
+            }
+            return ["heading": "\(name) (\(index))", "cells": cells]
+        }
+        try write(try page("classes", title: "\(model.name): classes", root: "", crumb: [["href": "model-\(slug).html", "label": model.name]],
+                           context: ["units": rows, "model": model.name]), href)
+    }
+
+    func renderObjectives(model: GallerySpec.Model, slug: String, priors: [PriorKind], experiments: [Experiment], href: String) throws {
+        let rows: [[String: Any]] = GallerySite.unique(experiments.compactMap { $0.expression?.text }).map { text in
+            let cells = priors.map { prior in
+                cell(experiments.first { $0.expression?.text == text && $0.prior == prior }, size: 160,
+                     alt: "\(prior.rawValue) image maximising \(text)") { _, m in
+                    ["activation": "value " + GallerySite.format(m.activation, "%.3g") + (GallerySite.robustness(m).map { " · " + $0 } ?? "")]
+                }
+            }
+            return ["heading": text, "cells": cells]
+        }
+        try write(try page("maximization", title: "\(model.name): objectives", root: "", crumb: [["href": "model-\(slug).html", "label": model.name]],
+                           context: ["units": rows, "model": model.name,
+                                     "note": "Images that maximise each objective expression in \(model.name), one column per prior."]), href)
+    }
+
+    /// What a maximisation optimises, in words: "logit of class 100 (black swan)", "conv5 channel 3".
+    func objectiveText(_ e: Experiment) -> String? {
+        guard case .maximization(let m) = e.spec.objective, let t = m.targets.first else { return nil }
+        var text: String
+        switch t {
+        case let .classScore(index, probability):
+            text = "\(probability ? "probability" : "logit") of class \(index) (\(GallerySite.className(index, classNames(e.modelPath))))"
+        case let .channel(unit, window): text = "\(e.layer) channel \(unit)" + (window < 1 ? " (central \(window) of the map)" : "")
+        case let .neuron(unit, y, x): text = "\(e.layer) neuron \(unit) at " + (y.map { "\($0),\(x ?? 0)" } ?? "the centre")
+        case let .expression(x): text = x.text
+        }
+        text += m.transforms.map { ", under random transforms (\($0.argument))" } ?? ", without transforms"
+        return text
     }
 
     func renderResult(_ e: Experiment, modelSlug slug: String) throws {
@@ -228,8 +309,21 @@ public struct GallerySite {
             ? "feature error \(GallerySite.format(m.featureError, "%.3f")) · PSNR \(GallerySite.format(m.psnr, "%.1f")) dB · SSIM \(GallerySite.format(m.ssim, "%.3f")) · \(GallerySite.lpips(m, modelPath: e.modelPath))"
                 + (stillImproving(e, m) ? " · not converged (still improving at the end)" : "")
             : "activation \(GallerySite.format(m.activation, "%.4g")) (start \(GallerySite.format(m.activationStart, "%.3g")))"
+                + (m.probability.map { " · probability " + GallerySite.format($0, "%.3f") } ?? "")
+                + (m.robustProbability.map { " · robust_probability " + GallerySite.format($0, "%.3f") } ?? "")
+                + (m.robustActivation.map { " · robust_activation " + GallerySite.format($0, "%.4g") } ?? "")
+        // The same objective under the other priors, side by side.
+        let others: [[String: Any]] = e.isInversion ? [] : builder.experiments.filter { o in
+            guard o.key != e.key, o.modelName == e.modelName, case .maximization(let a) = o.spec.objective,
+                  case .maximization(let b) = e.spec.objective else { return false }
+            return a.layer == b.layer && a.targets == b.targets
+        }.compactMap { o in
+            guard let om = metrics(o) else { return nil }
+            return ["src": "../\(o.key)/\(om.imageFile)", "page": "../\(o.key)/index.html", "prior": o.prior.rawValue,
+                    "robust": GallerySite.robustness(om) ?? ""]
+        }
         let context: [String: Any] = [
-            "alt": e.title, "summary": summary, "display": 448, "original": e.isInversion, "snapshots": snapshots, "plots": plots,
+            "alt": e.title, "summary": summary, "others": others, "hasOthers": !others.isEmpty, "objective": objectiveText(e) ?? "", "display": 448, "original": e.isInversion, "snapshots": snapshots, "plots": plots,
             "command": builder.command(e), "iterations": m.iterations,
             "seconds": GallerySite.format(m.seconds, "%.1f"), "seed": e.spec.seed, "configuration": configuration,
         ]

@@ -11,8 +11,17 @@ public struct GallerySpec: Codable, Sendable {
         public var tvIterations: Int
         /// DIP iterations for maximisation (its generator is larger); default: `dipIterations`.
         public var maximizeDipIterations: Int?
+        /// Iterations of every prior in a class section (class images run at the classifier's
+        /// own input size, so a quick budget needs fewer); default: the prior's usual count.
+        public var classIterations: Int?
         enum CodingKeys: String, CodingKey {
             case size, dipIterations = "dip_iterations", tvIterations = "tv_iterations", maximizeDipIterations = "maximize_dip_iterations"
+            case classIterations = "class_iterations"
+        }
+
+        /// Iterations of a prior: DIP's count, else the hand-made priors' (tv, pixel, fft).
+        func iterations(_ prior: PriorKind, maximization: Bool) -> Int {
+            prior == .dip ? (maximization ? maximizeDipIterations ?? dipIterations : dipIterations) : tvIterations
         }
     }
 
@@ -29,6 +38,19 @@ public struct GallerySpec: Codable, Sendable {
         public var priors: [PriorKind]
     }
 
+    /// Class images: each class (a name from the labels beside the model, or an index)
+    /// maximised under each prior.
+    public struct Classes: Codable, Sendable {
+        public var names: [String]
+        public var priors: [PriorKind]
+    }
+
+    /// Objective expressions (`dipviz maximize --objective` syntax), each under each prior.
+    public struct Objectives: Codable, Sendable {
+        public var expressions: [String]
+        public var priors: [PriorKind]
+    }
+
     public struct Model: Codable, Sendable {
         public var name: String
         public var path: String
@@ -40,6 +62,8 @@ public struct GallerySpec: Codable, Sendable {
 
         /// The budget `name` for this model.
         public func budget(_ name: String, in spec: GallerySpec) -> Budget? { budgets?[name] ?? spec.budgets[name] }
+        public var classes: Classes?
+        public var objectives: Objectives?
     }
 
     public var title: String
@@ -51,8 +75,10 @@ public struct GallerySpec: Codable, Sendable {
     /// The keys each level of a spec may have: anything else is a mistake worth naming.
     static let validKeys: [String: [String]] = [
         "spec": ["title", "description", "seed", "budgets", "models"],
-        "budget": ["size", "dip_iterations", "tv_iterations", "maximize_dip_iterations"],
-        "model": ["name", "path", "inversion", "maximization", "budgets"],
+        "budget": ["size", "dip_iterations", "tv_iterations", "maximize_dip_iterations", "class_iterations"],
+        "model": ["name", "path", "inversion", "maximization", "budgets", "classes", "objectives"],
+        "objectives": ["expressions", "priors"],
+        "classes": ["names", "priors"],
         "inversion": ["images", "layers", "priors"],
         "maximization": ["layer", "units", "priors"],
     ]
@@ -109,6 +135,8 @@ public struct GallerySpec: Codable, Sendable {
                     if let budgets = m["budgets"] as? [String: Any] {
                         for (k, v) in budgets { try checkKeys(v, level: "budget", path: "models[\(i)].budgets.\(k)", name: name) }
                     }
+                    if let c = m["classes"] { try checkKeys(c, level: "classes", path: "models[\(i)].classes", name: name) }
+                    if let o = m["objectives"] { try checkKeys(o, level: "objectives", path: "models[\(i)].objectives", name: name) }
                 }
             }
         }
@@ -146,7 +174,7 @@ public struct GallerySpec: Codable, Sendable {
                 throw fail("\(k).size is \(b.size); valid: \(RunSpec.sizes.lowerBound)...\(RunSpec.sizes.upperBound)")
             }
             for (field, v) in [("dip_iterations", b.dipIterations), ("tv_iterations", b.tvIterations),
-                               ("maximize_dip_iterations", b.maximizeDipIterations ?? 1)] where !RunSpec.iterationCounts.contains(v) {
+                               ("maximize_dip_iterations", b.maximizeDipIterations ?? 1), ("class_iterations", b.classIterations ?? 1)] where !RunSpec.iterationCounts.contains(v) {
                 throw fail("\(k).\(field) is \(v); valid: \(RunSpec.iterationCounts.lowerBound)...\(RunSpec.iterationCounts.upperBound)")
             }
         }
@@ -163,6 +191,14 @@ public struct GallerySpec: Codable, Sendable {
             if let mx = m.maximization {
                 guard !mx.priors.isEmpty, !mx.layer.isEmpty else { throw fail("models[\(i)].maximization needs a layer and priors") }
                 do { _ = try UnitRange.parse(mx.units) } catch { throw fail("models[\(i)].maximization.units: \(error)") }
+            }
+            if let c = m.classes {
+                guard !c.names.isEmpty, !c.priors.isEmpty, c.names.allSatisfy({ !$0.isEmpty }) else {
+                    throw fail("models[\(i)].classes needs names (class names or indices) and priors")
+                }
+            }
+            if let o = m.objectives, o.expressions.isEmpty || o.priors.isEmpty {
+                throw fail("models[\(i)].objectives needs expressions and priors")
             }
         }
     }
@@ -198,11 +234,23 @@ public struct Experiment: Sendable, Equatable {
         }
     }
     public var unit: Int? { if case .maximization(let m) = spec.objective { return m.targets.first?.unit }; return nil }
+    /// The objective expression of an expression image.
+    public var expression: ObjectiveExpression? {
+        if case .maximization(let m) = spec.objective, case let .expression(e)? = m.targets.first { return e }
+        return nil
+    }
+    /// The class of a class image.
+    public var classIndex: Int? {
+        if case .maximization(let m) = spec.objective, case let .classScore(index, _)? = m.targets.first { return index }
+        return nil
+    }
     public var prior: PriorKind { spec.prior.kind }
     public var iterations: Int { spec.iterations }
 
     public var title: String {
-        isInversion ? "\(layer) pre-image of \((image.map { ($0 as NSString).lastPathComponent }) ?? "") (\(prior.rawValue))"
+        if let classIndex { return "class \(classIndex) (\(prior.rawValue))" }
+        if let expression { return "\(expression.text) (\(prior.rawValue))" }
+        return isInversion ? "\(layer) pre-image of \((image.map { ($0 as NSString).lastPathComponent }) ?? "") (\(prior.rawValue))"
             : "\(layer) unit \(unit ?? 0) (\(prior.rawValue))"
     }
 }
@@ -237,15 +285,41 @@ extension GallerySpec {
             if let inv = m.inversion {
                 for img in inv.images { for layer in inv.layers { for prior in inv.priors {
                     out.append(try make(.inversion(image: resolve(img), layers: [layer]), prior: prior,
-                                        iterations: prior == .dip ? budget.dipIterations : budget.tvIterations))
+                                        iterations: budget.iterations(prior, maximization: false)))
                 } } }
             }
             if let mx = m.maximization {
                 for unit in try UnitRange.parse(mx.units) { for prior in mx.priors {
                     out.append(try make(.maximization(layer: mx.layer, targets: [.channel(unit: unit, window: 1)], goal: .maximize, jitter: 0,
                                                       reference: nil), prior: prior,
-                                        iterations: prior == .dip ? budget.maximizeDipIterations ?? budget.dipIterations : budget.tvIterations))
+                                        iterations: budget.iterations(prior, maximization: true)))
                 } }
+            }
+            let labels = try ClassLabels.besideModel(path).map { try ClassLabels.load(path: $0) } ?? []
+            if let objectives = m.objectives {
+                for text in objectives.expressions {
+                    // Direction files are relative to the spec, like every other path in it.
+                    let expression: ObjectiveExpression
+                    do { expression = try ObjectiveExpression.parse(text, labels: labels, resolvingPaths: resolve) } catch {
+                        throw GalleryError.spec("model \(m.name): \(error)")
+                    }
+                    for prior in objectives.priors {
+                        out.append(try make(.maximization(layer: nil, targets: [.expression(expression)], goal: .maximize, jitter: 0, reference: nil),
+                                            prior: prior, iterations: budget.iterations(prior, maximization: true)))
+                    }
+                }
+            }
+            if let classes = m.classes {
+                for name in classes.names {
+                    guard let index = ClassLabels.index(of: name, in: labels) else {
+                        throw GalleryError.spec("model \(m.name): no class named '\(name)' in the labels beside the model; give a name from that file or an index")
+                    }
+                    for prior in classes.priors {
+                        out.append(try make(.maximization(layer: nil, targets: [.classScore(index: index, probability: false)], goal: .maximize,
+                                                          jitter: 0, reference: nil), prior: prior,
+                                            iterations: budget.classIterations ?? budget.iterations(prior, maximization: true)))
+                    }
+                }
             }
         }
         return out

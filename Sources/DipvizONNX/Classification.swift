@@ -26,6 +26,13 @@ public enum ClassLabels {
             .enumerated().filter { !($0.element.isEmpty && $0.offset > 0) }.map(\.element)
     }
 
+    /// The index of a class given as an index ("100") or a name: a whole label ("black swan,
+    /// Cygnus atratus") or one of its comma-separated names ("black swan"); nil when none matches.
+    public static func index(of name: String, in labels: [String]) -> Int? {
+        if !name.isEmpty, name.allSatisfy(\.isNumber), let i = Int(name) { return i }
+        return labels.firstIndex { $0 == name || $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.contains(name) }
+    }
+
     /// A labels file beside the model, if one is there.
     public static func besideModel(_ modelPath: String) -> String? {
         let dir = URL(fileURLWithPath: modelPath).deletingLastPathComponent()

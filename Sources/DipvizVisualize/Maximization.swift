@@ -35,6 +35,8 @@ enum Maximization {
                 }
                 return map.mean()
             })
+        case .expression:
+            throw VisualizeError.invalid("an objective expression reads several tensors; use Maximization.evaluator")
         case let .neuron(unit, yPos, xPos):
             guard let layer else { throw VisualizeError.invalid("a neuron target needs a layer") }
             return (layer, { y in
@@ -52,20 +54,37 @@ enum Maximization {
         }
     }
 
+    /// The tensors a target reads, and a function from them to the scalar activation.
+    static func evaluator(probe: Probe, layer: String?, target: ActivationTarget) throws -> ([String], ([Tensor]) throws -> Tensor) {
+        if case let .expression(e) = target { return try e.evaluator(probe: probe) }
+        let (tensor, measure) = try activation(probe: probe, layer: layer, target: target)
+        return ([tensor], { try measure($0[0]) })
+    }
+
+    /// The image the classifier sees at iteration t: under the run's random transforms, drawn
+    /// from the seed and the iteration (a resumed run draws the same ones).
+    static func transformed(_ x: Tensor, _ transforms: TransformSettings?, seed: UInt64, iteration: Int) -> Tensor {
+        guard let transforms else { return x }
+        var g = iterationGenerator(seed: seed, iteration: iteration, stream: 3)
+        return transforms.apply(x, generator: &g)
+    }
+
     /// Maximises one target of `objective`.
     static func run(probe: Probe, spec: RunSpec, objective m: MaximizationObjective, target: ActivationTarget, name: String,
                     reference x0: Tensor?, control: RunControl, resume: Checkpoint?) throws -> (RunRecordOfLoop, ResultMetrics) {
         let h = spec.size, w = spec.size
-        let (tensor, measure) = try activation(probe: probe, layer: m.layer, target: target)
-        func act(_ x: Tensor) throws -> Tensor { try measure(try probe.features(x, layers: [tensor])[0]) }
+        let (tensors, measure) = try evaluator(probe: probe, layer: m.layer, target: target)
+        func act(_ x: Tensor) throws -> Tensor { try measure(try probe.features(x, layers: tensors)) }
         let behaviour = spec.prior.behaviour
         let p = try behaviour.parametrization(spec.prior, height: h, width: w, seed: spec.seed, jitter: m.jitter, iterations: spec.iterations)
         let start = try resume?.restore(into: p) ?? 0
         let activationStart = try resume?.startValue ?? GradMode.withoutGrad { Double(try act(p.cleanImage()).item) }
         let weight = behaviour.activationWeight(spec.prior)
+        var iteration = start
         let record = try optimize(p, iterations: spec.iterations, startIteration: start, curve: resume?.curve ?? [],
                                   secondsBefore: resume?.seconds ?? 0, startValue: activationStart, control: control) { x in
-            let a = try act(x)
+            let a = try act(transformed(x, m.transforms, seed: spec.seed, iteration: iteration))
+            iteration += 1
             var loss: Tensor
             switch m.goal {
             case .maximize: loss = -a
@@ -74,10 +93,21 @@ enum Maximization {
             if weight != 1 { loss = loss.scaled(by: weight) }
             return (loss, ["activation": Double(a.item)])
         }
+        var metrics = try resultMetrics(probe: probe, target: target, name: name, loop: record,
+                                        activation: try GradMode.withoutGrad { Double(try act(record.image).item) },
+                                        activationStart: activationStart, act: act)
+        metrics.activationX0 = try x0.map { x in try GradMode.withoutGrad { Double(try act(x).item) } }
+        return (record, metrics)
+    }
+
+    /// The metrics of a finished target: its activation, and for classes the probability and
+    /// top class; the robust probability or activation (`RobustnessCheck`).
+    static func resultMetrics(probe: Probe, target: ActivationTarget, name: String, loop record: RunRecordOfLoop, activation: Double,
+                              activationStart: Double, act: (Tensor) throws -> Tensor) throws -> ResultMetrics {
         var metrics = ResultMetrics(name: name, ending: record.ending, message: record.message, iterations: record.iterations,
                                     seconds: record.seconds)
         metrics.target = target.label
-        metrics.activation = try GradMode.withoutGrad { Double(try act(record.image).item) }
+        metrics.activation = activation
         metrics.activationStart = activationStart
         if case let .classScore(index, _) = target {
             let y = try GradMode.withoutGrad { try probe.network(probe.preprocessing.apply(record.image)) }
@@ -85,8 +115,14 @@ enum Maximization {
             let probs = probe.network.isProbability(probe.network.defaultOutput) ? flat : GradMode.withoutGrad { flat.softmax(axis: 1) }
             metrics.probability = Double(probs.data[index])
             metrics.top1 = try probe.top1(record.image)
+            metrics.robustProbability = try RobustnessCheck.mean(record.image) { x in
+                let y = try probe.network(probe.preprocessing.apply(x)).reshaped([1, -1])
+                let p = probe.network.isProbability(probe.network.defaultOutput) ? y : y.softmax(axis: 1)
+                return Double(p.data[index])
+            }
+        } else {
+            metrics.robustActivation = try RobustnessCheck.mean(record.image) { Double(try act($0).item) }
         }
-        metrics.activationX0 = try x0.map { x in try GradMode.withoutGrad { Double(try act(x).item) } }
-        return (record, metrics)
+        return metrics
     }
 }

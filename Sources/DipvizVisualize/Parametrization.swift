@@ -3,7 +3,7 @@ import DipvizPrior
 import DipvizTensor
 import Foundation
 
-/// The three ways to search for an image.
+/// The ways to search for an image.
 public enum PriorKind: String, Codable, Sendable, CaseIterable {
     /// Optimise the weights of an untrained generator (Deep Image Prior).
     case dip
@@ -11,6 +11,8 @@ public enum PriorKind: String, Codable, Sendable, CaseIterable {
     case tv
     /// Optimise pixels with no regulariser (for reference).
     case pixel
+    /// Optimise decorrelated Fourier coefficients (Olah et al., Distill 2017; FourierPrior.swift).
+    case fft
 }
 
 /// What differs between priors, in one place: how the image is parametrised, how strongly
@@ -39,6 +41,7 @@ extension PriorKind {
         case .dip: return DIPBehaviour()
         case .tv: return PixelBehaviour(regularized: true)
         case .pixel: return PixelBehaviour(regularized: false)
+        case .fft: return FourierBehaviour()
         }
     }
 }

@@ -23,7 +23,10 @@ extension RunSpec {
             inversion = true
         case .maximization(let m):
             args = ["maximize", model.file.path]
-            if case let .classScore(index, probability)? = m.targets.first {
+            if let e = m.expression {
+                guard m.targets.count == 1, !e.text.hasPrefix("-") else { return nil }
+                args += ["--objective", e.text]
+            } else if case let .classScore(index, probability)? = m.targets.first {
                 guard m.targets.count == 1, m.layer == nil else { return nil }
                 args += ["--class", String(index)]
                 if probability { args.append("--probability") }
@@ -40,12 +43,14 @@ extension RunSpec {
                 case let .neuron(_, y, x):
                     guard m.targets.allSatisfy({ if case .neuron(_, y, x) = $0 { return true }; return false }) else { return nil }
                     if let y, let x { args += ["--at", "\(y),\(x)"] } else { args.append("--neuron") }
-                case .classScore: return nil
+                case .classScore, .expression: return nil
                 }
             }
             if case .reach(let v) = m.goal { args += ["--target-value", "\(v)"] }
             if m.jitter != 0 { args += ["--jitter", "\(m.jitter)"] }
             if let r = m.reference { args += ["--reference", r.path] }
+            if m.targets.count > 1 && m.batch != true { args.append("--one-at-a-time") }
+            if m.transforms != .standard { args += ["--transforms", m.transforms?.argument ?? "none"] }
         }
         args += ["--prior", prior.kind.rawValue]
         guard let priorArguments = prior.behaviour.commandArguments(prior, standardPreset: inversion ? "inversion" : "maximization", size: size) else {

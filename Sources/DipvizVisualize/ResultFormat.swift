@@ -68,11 +68,16 @@ public struct ResultMetrics: Codable, Equatable, Sendable {
     /// Softmax probability of the class, and the top class (class targets).
     public var probability: Double?
     public var top1: Int?
+    /// Mean class probability (class targets) or activation (units) over a fixed, seeded set
+    /// of random transforms of the 8-bit image (`RobustnessCheck`).
+    public var robustProbability: Double?
+    public var robustActivation: Double?
 
     enum CodingKeys: String, CodingKey {
         case name, target, ending, message, iterations, seconds
         case featureError = "feature_error", featureErrorStart = "feature_error_start", psnr, ssim, lpipsAlex = "lpips_alex", lpipsVgg = "lpips_vgg", top1Match = "top1_match"
         case activation, activationStart = "activation_start", activationX0 = "activation_x0", probability, top1
+        case robustProbability = "robust_probability", robustActivation = "robust_activation"
     }
 
     public init(name: String, ending: RunEnding, message: String? = nil, iterations: Int, seconds: Double) {

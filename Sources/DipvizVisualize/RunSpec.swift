@@ -123,6 +123,8 @@ public enum Objective: Codable, Equatable, Sendable {
         }
     }
 
+    var isBatched: Bool { if case .maximization(let m) = self { return m.batch == true }; return false }
+
     public var kindName: String {
         switch self { case .inversion: return "inversion"; case .maximization: return "maximization" }
     }
@@ -143,13 +145,26 @@ public struct MaximizationObjective: Codable, Equatable, Sendable {
     public var jitter: Int
     /// A photo whose activation is reported for comparison.
     public var reference: FileReference?
+    /// Random transforms of the image before the classifier, every iteration (nil: none).
+    public var transforms: TransformSettings?
+    /// Several targets optimised together in one batch (nil or false: one after another).
+    public var batch: Bool?
 
     public init(layer: String?, targets: [ActivationTarget], goal: MaximizationGoal = .maximize, jitter: Int = 0,
                 reference: FileReference? = nil) {
         self.layer = layer; self.targets = targets; self.goal = goal; self.jitter = jitter; self.reference = reference
     }
 
+    public init(layer: String?, targets: [ActivationTarget], goal: MaximizationGoal = .maximize, jitter: Int = 0,
+                reference: FileReference? = nil, transforms: TransformSettings?, batch: Bool? = nil) {
+        self.init(layer: layer, targets: targets, goal: goal, jitter: jitter, reference: reference)
+        self.transforms = transforms
+        self.batch = batch
+    }
+
     var isClass: Bool { targets.contains { if case .classScore = $0 { return true }; return false } }
+    /// The objective expression, when the target is one.
+    var expression: ObjectiveExpression? { if case let .expression(e)? = targets.first { return e }; return nil }
 }
 
 /// What to excite.
@@ -160,6 +175,8 @@ public enum ActivationTarget: Codable, Equatable, Sendable {
     case channel(unit: Int, window: Float)
     /// One neuron; a nil position means the centre of the map.
     case neuron(unit: Int, y: Int?, x: Int?)
+    /// A weighted sum of terms written as text (ObjectiveExpression.swift).
+    case expression(ObjectiveExpression)
 
     enum CodingKeys: String, CodingKey { case kind, index, probability, unit, window, y, x }
 
@@ -173,8 +190,9 @@ public enum ActivationTarget: Codable, Equatable, Sendable {
         case "neuron":
             self = .neuron(unit: try c.decode(Int.self, forKey: .unit), y: try c.decodeIfPresent(Int.self, forKey: .y),
                            x: try c.decodeIfPresent(Int.self, forKey: .x))
+        case "expression": self = .expression(try ObjectiveExpression(from: decoder))
         case let other:
-            throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown target \(other); valid: class, channel, neuron")
+            throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown target \(other); valid: class, channel, neuron, expression")
         }
     }
 
@@ -188,6 +206,7 @@ public enum ActivationTarget: Codable, Equatable, Sendable {
         case let .neuron(unit, y, x):
             try c.encode("neuron", forKey: .kind); try c.encode(unit, forKey: .unit)
             try c.encodeIfPresent(y, forKey: .y); try c.encodeIfPresent(x, forKey: .x)
+        case let .expression(e): try c.encode("expression", forKey: .kind); try e.encode(to: encoder)
         }
     }
 
@@ -197,12 +216,13 @@ public enum ActivationTarget: Codable, Equatable, Sendable {
         case let .classScore(index, _): return "class-\(index)"
         case let .channel(unit, _): return "unit-\(unit)"
         case let .neuron(unit, y, x): return y.map { "unit-\(unit)-at-\($0)-\(x ?? 0)" } ?? "unit-\(unit)"
+        case .expression: return "objective"
         }
     }
 
     public var unit: Int? {
         switch self {
-        case .classScore: return nil
+        case .classScore, .expression: return nil
         case let .channel(unit, _), let .neuron(unit, _, _): return unit
         }
     }
@@ -284,6 +304,10 @@ public struct RunRequest: Sendable {
     public var seed: UInt64 = 0
     public var dataWeight: Float?
     public var snapshotEvery: Int?
+    /// Transforms of a maximisation (nil: none); Lucid's standard ones unless changed.
+    public var transforms: TransformSettings? = .standard
+    /// Whether several targets of a maximisation are optimised in one batch.
+    public var batch = true
 
     public init(model: String, task: Task, prior: PriorKind) { self.model = model; self.task = task; self.prior = prior }
 }
@@ -301,7 +325,8 @@ extension RunSpec {
             objective = .inversion(InversionObjective(image: try FileReference.make(image, what: "photo"), layers: layers))
         case let .maximization(layer, targets, goal, jitter, reference):
             objective = .maximization(MaximizationObjective(layer: layer, targets: targets, goal: goal, jitter: jitter,
-                                                            reference: try reference.map { try FileReference.make($0, what: "reference photo") }))
+                                                            reference: try reference.map { try FileReference.make($0, what: "reference photo") },
+                                                            transforms: request.transforms, batch: targets.count > 1 ? request.batch : nil))
         }
         let behaviour = request.prior.behaviour
         let prior = try behaviour.settings(for: request, objective: objective, size: size, network: network)
@@ -328,7 +353,7 @@ extension RunSpec {
         guard case .maximization(let m) = objective, let first = m.targets.first else { return TVSettings.inversionDataWeight }
         switch first {
         case .classScore(_, let probability): return probability ? 1 : 0.003
-        case .channel, .neuron: return 0.03
+        case .channel, .neuron, .expression: return 0.03
         }
     }
 
@@ -370,7 +395,8 @@ extension RunSpec {
             try check(m.targets.count <= 4096, "unit", "\(m.targets.count) targets; at most 4096 in one run")
             try check(m.jitter >= 0 && m.jitter <= size / 2, "jitter", "\(m.jitter); valid: 0...\(size / 2) for size \(size)")
             if case .reach(let v) = m.goal { try finite(v, "target-value", positive: false) }
-            try check(m.layer != nil || m.isClass, "layer", "give the layer whose units are excited")
+            try m.transforms?.validate(size: size)
+            try check(m.layer != nil || m.isClass || m.expression != nil, "layer", "give the layer whose units are excited")
             try check(Set(m.targets.map(\.label)).count == m.targets.count, "unit", "a target is listed twice")
             for t in m.targets {
                 switch t {
@@ -381,6 +407,9 @@ extension RunSpec {
                 case let .neuron(unit, y, x):
                     try check(unit >= 0, "unit", "\(unit); units start at 0")
                     try check((y == nil) == (x == nil) && (y ?? 0) >= 0 && (x ?? 0) >= 0, "at", "a position is Y,X with both >= 0")
+                case let .expression(e):
+                    try check(!e.terms.isEmpty && e.terms.allSatisfy { $0.weight.isFinite }, "objective", "'\(e.text)' needs terms with finite weights")
+                    try check(m.targets.count == 1 && m.layer == nil, "objective", "an objective expression is the run's only target")
                 }
             }
         }
@@ -416,7 +445,23 @@ extension RunSpec {
             for l in inv.layers { _ = try shape(of: l) }
             deepest = inv.layers
         case .maximization(let m):
-            if let layer = m.layer, !m.isClass {
+            if let e = m.expression {
+                let classes = summary.last.map { $0.shape.dropFirst().reduce(1, *) } ?? Int.max
+                for term in e.terms {
+                    if let layer = term.layer {
+                        let s = try shape(of: layer)
+                        deepest.append(layer)
+                        if let unit = term.index, s.count >= 2, unit >= s[1] { throw VisualizeError.unitOutOfRange(layer: layer, unit: unit, channels: s[1]) }
+                        if let y = term.y, let x = term.x, s.count == 4, y >= s[2] || x >= s[3] {
+                            throw VisualizeError.positionOutOfRange(layer: layer, y: y, x: x, height: s[2], width: s[3])
+                        }
+                    } else if let index = term.index, index >= classes {
+                        throw VisualizeError.unitOutOfRange(layer: "the class scores", unit: index, channels: classes)
+                    }
+                }
+                // A class term reads the whole network.
+                if e.terms.contains(where: { $0.layer == nil }) { deepest = [] }
+            } else if let layer = m.layer, !m.isClass {
                 let s = try shape(of: layer)
                 deepest = [layer]
                 if s.count >= 2 {

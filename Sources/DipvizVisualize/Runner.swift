@@ -93,7 +93,35 @@ public enum Runner {
             photo = try m.reference.map { try readPhoto($0, what: "reference photo").tensor() }
         }
 
-        for (i, name) in names.enumerated() where results[i].ending != .finished || !folder.exists(results[i].imageFile) {
+        let pending = names.indices.filter { results[$0].ending != .finished || !folder.exists(results[$0].imageFile) }
+        // A graph whose input fixes a batch of one (SqueezeNet's [1, 3, 227, 227]) takes one image at a time.
+        let batched = spec.objective.isBatched && names.count > 1 && (network.imageInput?.shape?.first ?? nil) != 1
+        if case .maximization(let m) = spec.objective, batched, !pending.isEmpty {
+            // All pending targets in one batch, with one checkpoint.
+            var control = base
+            control.snapshotEvery = spec.snapshotEvery
+            control.checkpoint = folder.checkpoint(Maximization.batchCheckpointName)
+            control.specKey = spec.key
+            control.snapshot = { t, image in
+                for (k, i) in pending.enumerated() {
+                    try folder.writeImage(image.slice(axis: 0, start: k, end: k + 1), name: String(format: "snapshots/%@-iter-%06d.png", names[i], t))
+                }
+            }
+            let checkpointPath = folder.checkpoint(Maximization.batchCheckpointName)
+            let resume = FileManager.default.fileExists(atPath: checkpointPath)
+                ? try Checkpoint.load(path: checkpointPath, specKey: spec.key, iterations: spec.iterations) : nil
+            let outcomes = try Maximization.runBatch(probe: probe, spec: spec, objective: m, targets: pending.map { m.targets[$0] },
+                                                     names: pending.map { names[$0] }, reference: photo, control: control, resume: resume)
+            for ((loop, metrics), i) in zip(outcomes, pending) {
+                try folder.writeImage(loop.image, name: metrics.imageFile)
+                results[i] = metrics
+                curves[names[i]] = loop.curve
+            }
+            try folder.writeJSON(CurveFile(curves: curves), name: "curve.json")
+            try folder.writeJSON(RunMetrics(spec: spec, results: results), name: "metrics.json")
+            if outcomes.allSatisfy({ $0.1.ending == .finished }) && !keepFinishedCheckpoints { try? FileManager.default.removeItem(atPath: checkpointPath) }
+        }
+        for (i, name) in names.enumerated() where pending.contains(i) && !batched {
             var control = base
             control.snapshotEvery = spec.snapshotEvery
             control.checkpoint = folder.checkpoint(name)
@@ -168,11 +196,16 @@ extension Runner {
             objective = { x in Inversion.dataTerm(try probe.features(x, layers: inv.layers), targets, prior: spec.prior) }
         case .maximization(let m):
             guard let target = m.targets.first else { throw VisualizeError.invalid("no target") }
-            let (tensor, measure) = try Maximization.activation(probe: probe, layer: m.layer, target: target)
+            let (tensors, measure) = try Maximization.evaluator(probe: probe, layer: m.layer, target: target)
             p = try behaviour.parametrization(spec.prior, height: spec.size, width: spec.size, seed: spec.seed, jitter: m.jitter,
                                               iterations: spec.iterations)
             let weight = behaviour.activationWeight(spec.prior)
-            objective = { x in (-(try measure(try probe.features(x, layers: [tensor])[0]))).scaled(by: weight) }
+            var t = 0
+            objective = { x in
+                let seen = Maximization.transformed(x, m.transforms, seed: spec.seed, iteration: t)
+                t += 1
+                return (-(try measure(try probe.features(seen, layers: tensors)))).scaled(by: weight)
+            }
         }
         var t = 0
         return {

@@ -18,6 +18,9 @@ struct Maximize: ParsableCommand {
     @Option(help: "Class name (from the labels) or index; reads the class scores.")
     var `class`: String?
 
+    @Option(help: "An objective expression instead of --unit/--class, e.g. 'conv4:12 - 0.5*conv4:40', 'conv4:12@6,6', 'class(black swan) - 0.2*class(goose)', 'direction(conv5, v.npy)'.")
+    var objective: String?
+
     @Option(help: "A single neuron's position Y,X in the layer's map instead of the channel mean.")
     var at: String?
 
@@ -36,6 +39,12 @@ struct Maximize: ParsableCommand {
     @Option(help: "Random shifts of up to this many pixels every iteration (robustness).")
     var jitter: Int?
 
+    @Option(help: "Random transforms before the classifier every iteration: standard (Lucid's: pad=12,jitter=8,scale=0.9:1.1,rotate=10,final-jitter=4,fill=0.5), none, or changes to the standard such as rotate=5,pad=16. Default: standard.")
+    var transforms: String?
+
+    @Flag(help: "With several units: optimise them one after another instead of in one batch.")
+    var oneAtATime = false
+
     @Option(help: "Class names for --class (default: a labels file beside the model).")
     var labels: String?
 
@@ -47,7 +56,12 @@ struct Maximize: ParsableCommand {
     func validate() throws {
         guard runOptions.resume == nil else { return }
         guard model.model != nil else { throw ValidationError("give the model (an ONNX file)") }
-        guard (unit == nil) != (self.class == nil) else { throw ValidationError("give exactly one of --unit and --class") }
+        guard [unit != nil, self.class != nil, objective != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --unit, --class and --objective")
+        }
+        if objective != nil && (layer != nil || at != nil || neuron || window != nil || probability) {
+            throw ValidationError("--objective names its own layers, units and classes; give no --layer, --at, --neuron, --window or --probability")
+        }
         if unit != nil && layer == nil { throw ValidationError("--unit needs --layer") }
         if self.class != nil && layer != nil { throw ValidationError("--class reads the class scores; --layer goes with --unit") }
         if let window, !(window.isFinite && window > 0 && window <= 1) { throw ValidationError("--window \(window) is not valid; give 0 < window <= 1") }
@@ -55,12 +69,17 @@ struct Maximize: ParsableCommand {
         if let targetValue, !targetValue.isFinite { throw ValidationError("--target-value must be a finite number") }
         if let unit { _ = try Maximize.units(unit) }
         if let at { _ = try Maximize.position(at) }
+        if let transforms { _ = try Maximize.transformSettings(transforms) }
         if self.class != nil && (at != nil || neuron || window != nil) { throw ValidationError("--at, --neuron and --window go with --unit") }
         if self.class == nil && probability { throw ValidationError("--probability goes with --class") }
     }
 
     static func units(_ text: String) throws -> ClosedRange<Int> {
         do { return try UnitRange.parse(text) } catch let e as RunSpecError { throw ValidationError("--\(e.description)") }
+    }
+
+    static func transformSettings(_ text: String) throws -> TransformSettings? {
+        do { return try TransformSettings.parse(text) } catch let e as RunSpecError { throw ValidationError("--\(e.description)") }
     }
 
     static func position(_ text: String) throws -> (Int, Int) {
@@ -73,9 +92,9 @@ struct Maximize: ParsableCommand {
         if let dir = runOptions.resume {
             var extra: [String] = []
             if model.model != nil { extra.append("the model") }
-            for (given, name) in [(layer != nil, "--layer"), (unit != nil, "--unit"), (self.class != nil, "--class"), (at != nil, "--at"),
+            for (given, name) in [(layer != nil, "--layer"), (unit != nil, "--unit"), (self.class != nil, "--class"), (objective != nil, "--objective"), (at != nil, "--at"),
                                   (neuron, "--neuron"), (window != nil, "--window"), (probability, "--probability"),
-                                  (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (reference != nil, "--reference"),
+                                  (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (transforms != nil, "--transforms"), (oneAtATime, "--one-at-a-time"), (reference != nil, "--reference"),
                                   (!model.preprocessing.isEmpty, "the preprocessing options")] where given {
                 extra.append(name)
             }
@@ -83,7 +102,10 @@ struct Maximize: ParsableCommand {
         }
         let modelPath = model.model!
         var targets: [ActivationTarget]
-        if let cls = self.class {
+        if let objective {
+            let labelsPath = labels ?? ClassLabels.besideModel(modelPath)
+            targets = [.expression(try ObjectiveExpression.parse(objective, labels: try labelsPath.map { try ClassLabels.load(path: $0) } ?? []))]
+        } else if let cls = self.class {
             targets = [.classScore(index: try classIndex(cls, model: modelPath), probability: probability)]
         } else {
             let position = try at.map(Maximize.position)
@@ -96,7 +118,9 @@ struct Maximize: ParsableCommand {
                                                 goal: targetValue.map { .reach($0) } ?? .maximize, jitter: jitter ?? 0, reference: reference)
         var request = RunRequest(model: modelPath, task: task, prior: runOptions.prior ?? .dip)
         runOptions.fill(&request)
-        let what = self.class.map { "class \($0)" } ?? "\(layer ?? "") unit \(unit ?? "")"
+        if let transforms { request.transforms = try Maximize.transformSettings(transforms) }
+        request.batch = !oneAtATime
+        let what = objective ?? self.class.map { "class \($0)" } ?? "\(layer ?? "") unit \(unit ?? "")"
         try RunCommand.start(request, preprocessing: model.preprocessing, out: runOptions.out!,
                              label: "maximize \(what) (\(request.prior.rawValue))")
     }
@@ -106,9 +130,7 @@ struct Maximize: ParsableCommand {
         guard let path = labels ?? ClassLabels.besideModel(model) else {
             throw ValidationError("--class \(cls) needs --labels (no labels file beside the model); or give the class index")
         }
-        let names = try ClassLabels.load(path: path)
-        guard let i = names.firstIndex(where: { $0 == cls || $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.contains(cls) })
-        else { throw VisualizeError.unknownClass(cls) }
+        guard let i = ClassLabels.index(of: cls, in: try ClassLabels.load(path: path)) else { throw VisualizeError.unknownClass(cls) }
         return i
     }
 }

@@ -6,16 +6,16 @@ import Foundation
 
 /// Options shared by `invert` and `maximize`; every default is resolved in `RunSpec.resolve`.
 struct RunOptions: ParsableArguments {
-    @Option(help: "dip (Deep Image Prior), tv (Mahendran & Vedaldi) or pixel (no regulariser). Default: dip.")
+    @Option(help: "dip (Deep Image Prior), tv (Mahendran & Vedaldi), pixel (no regulariser) or fft (decorrelated Fourier, as Lucid). Default: dip.")
     var prior: PriorKind?
 
     @Option(help: "Generator preset for --prior dip: \(PriorConfiguration.presets.keys.sorted().joined(separator: ", ")).")
     var preset: String?
 
-    @Option(help: "Iterations (default: 3100 for dip, 500 for tv and pixel).")
+    @Option(help: "Iterations (default: 3100 for dip, 500 for tv and pixel, 512 for fft).")
     var iterations: Int?
 
-    @Option(help: "Learning rate of the generator's Adam (dip; default 1e-3, 1e-2 for classes and fully connected layers).")
+    @Option(help: "Adam's learning rate: dip's generator (default 1e-3, 1e-2 for classes and fully connected layers) or fft's coefficients (default 0.05).")
     var lr: Float?
 
     @Option(help: "Working image size in pixels (square; default: the model's input size, else 224).")

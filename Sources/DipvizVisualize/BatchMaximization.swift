@@ -1,0 +1,102 @@
+import DipvizImage
+import DipvizTensor
+import Foundation
+
+/// Several parametrisations optimised as one batch: their images are stacked along the batch
+/// axis, so each classifier pass and each GEMM serves every target at once. Each keeps its own
+/// parameters and optimiser (a generator of its own for DIP), and the loss is the sum of the
+/// targets' losses, so each target's gradient, and therefore its result, is the one it gets
+/// alone (the classifiers here treat images independently: no batch statistics).
+final class BatchParametrization: ImageParametrization {
+    let parts: [ImageParametrization]
+
+    init(_ parts: [ImageParametrization]) { self.parts = parts }
+
+    func image(iteration t: Int) -> Tensor { Tensor.concat(parts.map { $0.image(iteration: t) }, axis: 0) }
+    func cleanImage() -> Tensor { GradMode.withoutGrad { Tensor.concat(parts.map { $0.cleanImage() }, axis: 0) } }
+    func regularizer(iteration t: Int) -> Tensor? {
+        parts.compactMap { $0.regularizer(iteration: t) }.reduce(nil) { total, r in total.map { $0 + r } ?? r }
+    }
+    func zeroGrad() { for p in parts { p.zeroGrad() } }
+    func step(iteration t: Int) { for p in parts { p.step(iteration: t) } }
+    var state: [Tensor] { parts.flatMap(\.state) }
+    var stepCount: Int { parts.first?.stepCount ?? 0 }
+    func restore(step: Int) { for p in parts { p.restore(step: step) } }
+}
+
+extension Maximization {
+    /// Name of the checkpoint of a batched run (one for all its targets).
+    static let batchCheckpointName = "batch"
+
+    /// Maximises `targets` of `objective` together (see `BatchParametrization`): every target
+    /// starts from the seed it would have alone and sees the random transforms it would see
+    /// alone. Returns one loop record (image [1, 3, H, W], curve) and metrics per target.
+    static func runBatch(probe: Probe, spec: RunSpec, objective m: MaximizationObjective, targets: [ActivationTarget], names: [String],
+                         reference x0: Tensor?, control: RunControl, resume: Checkpoint?) throws -> [(RunRecordOfLoop, ResultMetrics)] {
+        let h = spec.size, w = spec.size, n = targets.count
+        let evaluators = try targets.map { try evaluator(probe: probe, layer: m.layer, target: $0) }
+        let tensors = evaluators.reduce(into: [String]()) { all, e in for t in e.0 where !all.contains(t) { all.append(t) } }
+        /// Per target: its activation on its own image (item i of the batch).
+        func activations(_ x: Tensor) throws -> [Tensor] {
+            let features = try probe.features(x, layers: tensors)
+            return try evaluators.enumerated().map { i, e in
+                try e.1(e.0.map { name in features[tensors.firstIndex(of: name)!].slice(axis: 0, start: i, end: i + 1) })
+            }
+        }
+        let behaviour = spec.prior.behaviour
+        let parts = try (0..<n).map { _ in
+            try behaviour.parametrization(spec.prior, height: h, width: w, seed: spec.seed, jitter: m.jitter, iterations: spec.iterations)
+        }
+        let p = BatchParametrization(parts)
+        let start = try resume?.restore(into: p) ?? 0
+        let startValues = try GradMode.withoutGrad { try activations(p.cleanImage()).map { Double($0.item) } }
+        let weight = behaviour.activationWeight(spec.prior)
+        var iteration = start
+        var batchControl = control
+        let snapshot = control.snapshot
+        batchControl.snapshot = { t, image in try snapshot?(t, image) }
+        let record = try optimize(p, iterations: spec.iterations, startIteration: start, curve: resume?.curve ?? [],
+                                  secondsBefore: resume?.seconds ?? 0, startValue: startValues.first, control: batchControl) { x in
+            // Each image under the transforms it would draw alone.
+            let seen = try m.transforms.map { settings -> Tensor in
+                let maps = (0..<n).map { _ -> AffineMap in
+                    var g = iterationGenerator(seed: spec.seed, iteration: iteration, stream: 3)
+                    return settings.randomMap(height: h, width: w, generator: &g)
+                }
+                guard maps.count == x.shape[0] else { throw VisualizeError.invalid("batch of \(x.shape[0]) images for \(maps.count) targets") }
+                return x.affineResampled(height: h, width: w, maps: maps, fill: settings.fill)
+            } ?? x
+            iteration += 1
+            var loss: Tensor? = nil
+            var values: [String: Double] = [:]
+            for (i, a) in try activations(seen).enumerated() {
+                var l: Tensor
+                switch m.goal {
+                case .maximize: l = -a
+                case .reach(let v): l = (a - v).abs()
+                }
+                if weight != 1 { l = l.scaled(by: weight) }
+                values["activation/\(i)"] = Double(a.item)
+                values["loss/\(i)"] = Double(l.item)
+                loss = loss.map { $0 + l } ?? l
+            }
+            return (loss!, values)
+        }
+        let finals = try GradMode.withoutGrad { try activations(record.image).map { Double($0.item) } }
+        return try (0..<n).map { i in
+            let image = record.image.slice(axis: 0, start: i, end: i + 1).detached()
+            let curve = record.curve.map { point in
+                CurvePoint(iteration: point.iteration, loss: point.values["loss/\(i)"] ?? point.loss,
+                           values: point.values["activation/\(i)"].map { ["activation": $0] } ?? [:])
+            }
+            let loop = RunRecordOfLoop(image: image, curve: curve, iterations: record.iterations, seconds: record.seconds / Double(n),
+                                       ending: record.ending, message: record.message)
+            // One image alone: what the metrics measure.
+            func single(_ x: Tensor) throws -> Tensor { try evaluators[i].1(try probe.features(x, layers: evaluators[i].0)) }
+            var metrics = try resultMetrics(probe: probe, target: targets[i], name: names[i], loop: loop,
+                                            activation: finals[i], activationStart: startValues[i], act: single)
+            metrics.activationX0 = try x0.map { x in try GradMode.withoutGrad { Double(try single(x).item) } }
+            return (loop, metrics)
+        }
+    }
+}

@@ -1,0 +1,151 @@
+import DipvizONNX
+import DipvizTensor
+import Foundation
+
+/// A maximisation objective written as text, shared by `dipviz maximize --objective` and
+/// gallery specs: a weighted sum of terms, as Lucid composes objectives
+/// (lucid/optvis/objectives.py):
+///
+///     conv4:12                     channel 12 of conv4, averaged over the map
+///     conv4:12@6,6                 the neuron of channel 12 at row 6, column 6
+///     direction(conv5, v.npy)      the mean over positions of the dot product of the
+///                                  channel vector with v (a .npy vector of the layer's channels)
+///     class(black swan)            a class logit (a name from the labels, or an index)
+///     probability(100)             a class's softmax probability
+///     conv4:12 - 0.5*conv4:40      weighted sums and differences; -conv4:3 negates
+///
+/// Terms are joined by " + " or " - " with spaces around the sign (layer and class names may
+/// hold a '-'); a weight is a number and '*' before a term.
+public struct ObjectiveExpression: Codable, Equatable, Sendable {
+    public struct Term: Codable, Equatable, Sendable {
+        public enum Kind: String, Codable, Sendable { case channel, neuron, direction, classLogit = "class", classProbability = "probability" }
+        public var weight: Float
+        public var kind: Kind
+        public var layer: String?
+        /// Channel (channel, neuron) or class index (class, probability).
+        public var index: Int?
+        public var y: Int?
+        public var x: Int?
+        public var direction: FileReference?
+
+        init(weight: Float, kind: Kind, layer: String? = nil, index: Int? = nil, y: Int? = nil, x: Int? = nil, direction: FileReference? = nil) {
+            self.weight = weight; self.kind = kind; self.layer = layer; self.index = index; self.y = y; self.x = x; self.direction = direction
+        }
+
+        /// The single-unit target this term reads, for the kinds that have one.
+        var target: ActivationTarget? {
+            switch kind {
+            case .channel: return index.map { .channel(unit: $0, window: 1) }
+            case .neuron: return index.map { .neuron(unit: $0, y: y, x: x) }
+            case .classLogit: return index.map { .classScore(index: $0, probability: false) }
+            case .classProbability: return index.map { .classScore(index: $0, probability: true) }
+            case .direction: return nil
+            }
+        }
+    }
+
+    /// The text as given (shown on pages and in reproduce commands).
+    public var text: String
+    public var terms: [Term]
+
+    static let syntax = "write terms such as conv4:12, conv4:12@6,6, direction(conv5, v.npy), class(black swan) or probability(100), joined by ' + ' or ' - ', each with an optional WEIGHT*, e.g. 'conv4:12 - 0.5*conv4:40'"
+
+    /// Parses `text`; class names are looked up in `labels`, and direction files are read and
+    /// hashed (paths relative to the working directory).
+    public static func parse(_ text: String, labels: [String], resolvingPaths resolve: (String) -> String = { $0 }) throws -> ObjectiveExpression {
+        func bad(_ why: String) -> RunSpecError { .invalid(field: "objective", message: "'\(text)': \(why); \(syntax)") }
+        var pieces: [(sign: Float, text: String)] = []
+        var current = "", sign: Float = 1, depth = 0
+        let chars = Array(text)
+        for (i, c) in chars.enumerated() {
+            if c == "(" { depth += 1 } else if c == ")" { depth -= 1; if depth < 0 { throw bad("unbalanced ')'") } }
+            let spaced = i > 0 && i + 1 < chars.count && chars[i - 1] == " " && chars[i + 1] == " "
+            if depth == 0 && (c == "+" || c == "-") && (spaced || current.trimmingCharacters(in: .whitespaces).isEmpty) {
+                if !current.trimmingCharacters(in: .whitespaces).isEmpty { pieces.append((sign, current)) }
+                else if !pieces.isEmpty || sign != 1 { throw bad("a sign without a term") }
+                sign = c == "-" ? -1 : 1
+                current = ""
+                continue
+            }
+            current.append(c)
+        }
+        guard depth == 0 else { throw bad("unbalanced '('") }
+        guard !current.trimmingCharacters(in: .whitespaces).isEmpty else { throw bad(pieces.isEmpty ? "no terms" : "a sign without a term") }
+        pieces.append((sign, current))
+        let terms = try pieces.map {
+            try parseTerm($0.text.trimmingCharacters(in: .whitespaces), sign: $0.sign, labels: labels, resolve: resolve, bad: bad)
+        }
+        return ObjectiveExpression(text: text.trimmingCharacters(in: .whitespaces), terms: terms)
+    }
+
+    static func parseTerm(_ s: String, sign: Float, labels: [String], resolve: (String) -> String, bad: (String) -> RunSpecError) throws -> Term {
+        var weight = sign, body = s
+        if let star = s.firstIndex(of: "*"), !s[..<star].contains("(") {
+            guard let w = Float(s[..<star].trimmingCharacters(in: .whitespaces)), w.isFinite else { throw bad("'\(s[..<star])' is not a weight") }
+            weight *= w
+            body = s[s.index(after: star)...].trimmingCharacters(in: .whitespaces)
+        }
+        if let open = body.firstIndex(of: "("), body.hasSuffix(")") {
+            let name = String(body[..<open]).trimmingCharacters(in: .whitespaces)
+            let argument = String(body[body.index(after: open)..<body.index(before: body.endIndex)]).trimmingCharacters(in: .whitespaces)
+            switch name {
+            case "class", "probability":
+                guard let index = ClassLabels.index(of: argument, in: labels) else {
+                    throw bad(labels.isEmpty ? "no labels beside the model to look up '\(argument)'; give the class index" : "no class named '\(argument)' in the labels")
+                }
+                return Term(weight: weight, kind: name == "class" ? .classLogit : .classProbability, index: index)
+            case "direction":
+                let parts = argument.split(separator: ",", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { throw bad("direction takes (LAYER, FILE.npy)") }
+                return Term(weight: weight, kind: .direction, layer: parts[0], direction: try FileReference.make(resolve(parts[1]), what: "direction"))
+            default: throw bad("unknown function \(name)")
+            }
+        }
+        guard let colon = body.lastIndex(of: ":") else { throw bad("'\(body)' is not a term") }
+        let layer = String(body[..<colon]).trimmingCharacters(in: .whitespaces)
+        let rest = body[body.index(after: colon)...]
+        let unitAndPosition = rest.split(separator: "@", maxSplits: 1)
+        guard !layer.isEmpty, let first = unitAndPosition.first, let unit = Int(first.trimmingCharacters(in: .whitespaces)), unit >= 0 else {
+            throw bad("'\(body)' is not LAYER:UNIT with a unit of 0 or more")
+        }
+        guard unitAndPosition.count == 2 else { return Term(weight: weight, kind: .channel, layer: layer, index: unit) }
+        let p = unitAndPosition[1].split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard p.count == 2, let y = p[0], let x = p[1], y >= 0, x >= 0 else { throw bad("a position is @Y,X with both 0 or more") }
+        return Term(weight: weight, kind: .neuron, layer: layer, index: unit, y: y, x: x)
+    }
+
+    /// The tensors the expression reads and its value from them (a scalar, differentiable).
+    func evaluator(probe: Probe) throws -> ([String], ([Tensor]) throws -> Tensor) {
+        var tensors: [String] = []
+        var parts: [(Float, Int, (Tensor) throws -> Tensor)] = []
+        for term in terms {
+            let tensor: String, measure: (Tensor) throws -> Tensor
+            if let target = term.target {
+                (tensor, measure) = try Maximization.activation(probe: probe, layer: term.layer, target: target)
+            } else {
+                guard let layer = term.layer, let file = term.direction else { throw VisualizeError.invalid("a direction needs a layer and a file") }
+                tensor = layer
+                let v = try Tensor.readNPY(path: file.path)
+                measure = { y in
+                    guard y.rank == 4 || y.rank == 2 else { throw VisualizeError.invalid("layer \(layer) has shape \(y.shape)") }
+                    guard v.count == y.shape[1] else {
+                        throw VisualizeError.invalid("the direction \(file.path) has \(v.count) values; layer \(layer) has \(y.shape[1]) channels")
+                    }
+                    let weights = Tensor(shape: y.rank == 4 ? [1, v.count, 1, 1] : [1, v.count], scalars: v.scalars)
+                    return (y * weights).sum(axes: [1]).mean()
+                }
+            }
+            let slot = tensors.firstIndex(of: tensor) ?? { tensors.append(tensor); return tensors.count - 1 }()
+            parts.append((term.weight, slot, measure))
+        }
+        return (tensors, { features in
+            var total: Tensor? = nil
+            for (w, slot, measure) in parts {
+                let value = try measure(features[slot])
+                let weighted = w == 1 ? value : value.scaled(by: w)
+                total = total.map { $0 + weighted } ?? weighted
+            }
+            return total!
+        })
+    }
+}

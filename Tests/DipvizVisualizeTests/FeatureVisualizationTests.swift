@@ -1,0 +1,161 @@
+@testable import DipvizVisualize
+import DipvizONNX
+import DipvizTensor
+import Foundation
+import Testing
+
+@Suite("Feature visualisation: Fourier prior and transforms")
+struct FeatureVisualizationTests {
+    @Test func fourierParameterisationInverts() {
+        // A smooth picture with values well inside 0...1, odd width.
+        let h = 12, w = 13
+        var values: [Float] = []
+        for c in 0..<3 { for y in 0..<h { for x in 0..<w { values.append(0.5 + 0.3 * sinf(Float(x + 2 * c) * 0.4) * cosf(Float(y) * 0.3)) } } }
+        let image = Tensor(shape: [1, 3, h, w], scalars: values)
+        let (re, im) = FourierParametrization.coefficients(for: image)
+        let back = GradMode.withoutGrad {
+            FourierParametrization.rgb(real: re, imag: im, scale: FourierParametrization.spectrumScale(height: h, width: w), height: h, width: w)
+        }
+        #expect(back.shape == image.shape)
+        #expect(zip(back.scalars, image.scalars).map { abs($0 - $1) }.max()! < 1e-4)
+    }
+
+    @Test func fourierSpectrumScaleIsOneOverFrequency() {
+        let s = FourierParametrization.spectrumScale(height: 8, width: 8)
+        // (ky, kx) = (0, 2): f = 2/8; (3, 1) and (5, 1) mirror each other: f = sqrt(9 + 1) / 8.
+        #expect(abs(s.data[0 * 5 + 2] - 8 / 0.25) < 1e-3)
+        #expect(abs(s.data[3 * 5 + 1] - s.data[5 * 5 + 1]) < 1e-4)
+        #expect(abs(s.data[3 * 5 + 1] - 8 / (Float(10).squareRoot() / 8)) < 1e-3)
+        // The constant term is floored at 1 / max(H, W).
+        #expect(abs(s.data[0] - 8 * 8) < 1e-3)
+    }
+
+    @Test func fourierImageGradient() throws {
+        let p = FourierParametrization(height: 6, width: 7, seed: 1, learningRate: 0.05)
+        let weights = Tensor.uniform([1, 3, 6, 7], low: -1, high: 1, seed: 3)
+        try checkGradient("fft image (real)", p.real) { re in
+            (FourierParametrization.rgb(real: re, imag: p.imag, scale: p.scale, height: 6, width: 7) * weights).sum()
+        }
+        try checkGradient("fft image (imag)", p.imag) { im in
+            (FourierParametrization.rgb(real: p.real, imag: im, scale: p.scale, height: 6, width: 7) * weights).sum()
+        }
+    }
+
+    @Test func transformSettingsParse() throws {
+        #expect(try TransformSettings.parse("none") == nil)
+        #expect(try TransformSettings.parse("standard") == .standard)
+        let custom = try #require(try TransformSettings.parse("rotate=5,scale=0.8:1.2,pad=16"))
+        #expect(custom.rotation == 5 && custom.scaleMin == 0.8 && custom.scaleMax == 1.2 && custom.pad == 16 && custom.jitter == 8)
+        #expect(try TransformSettings.parse(custom.argument) == custom)
+        #expect(TransformSettings.standard.argument == "standard")
+        for bad in ["rotate", "spin=3", "scale=0.9", "pad=x", ""] {
+            #expect(throws: RunSpecError.self) { try TransformSettings.parse(bad) }
+        }
+        var s = TransformSettings.standard
+        s.scaleMin = 2; s.scaleMax = 1
+        #expect(throws: RunSpecError.self) { try s.validate(size: 64) }
+    }
+
+    @Test func transformsWithoutRandomnessAreTheIdentity() {
+        var s = TransformSettings.standard
+        s.pad = 0; s.jitter = 0; s.finalJitter = 0; s.rotation = 0; s.scaleMin = 1; s.scaleMax = 1
+        var g = SeededGenerator(seed: 1)
+        let m = s.randomMap(height: 9, width: 9, generator: &g)
+        for (a, b) in [(m.yy, 1), (m.yx, 0), (m.y0, 0), (m.xy, 0), (m.xx, 1), (m.x0, 0)] as [(Float, Float)] { #expect(abs(a - b) < 1e-5) }
+    }
+
+    @Test func standardTransformsStayNearTheImage() {
+        // Every standard map keeps the image centre within a few pixels and the scale within Lucid's range.
+        var g = SeededGenerator(seed: 3)
+        for _ in 0..<50 {
+            let m = TransformSettings.standard.randomMap(height: 64, width: 64, generator: &g)
+            let cy = m.yy * 31.5 + m.yx * 31.5 + m.y0, cx = m.xy * 31.5 + m.xx * 31.5 + m.x0
+            #expect(abs(cy - 31.5) < 8 && abs(cx - 31.5) < 8)
+            let det = m.yy * m.xx - m.yx * m.xy
+            #expect(det > 1 && det < 1.8)
+        }
+    }
+}
+
+@Suite("Objective expressions")
+struct ObjectiveExpressionTests {
+    let labels = ["goldfish, Carassius auratus", "black swan, Cygnus atratus", "tree frog, tree-frog"]
+
+    @Test func parsesEveryKindOfTerm() throws {
+        let e = try ObjectiveExpression.parse("conv4:12 - 0.5*conv4:40 + conv-x:3@6,7 + class(black swan) - probability(tree-frog) + 2*class(0)", labels: labels)
+        typealias T = ObjectiveExpression.Term
+        #expect(e.terms == [
+            T(weight: 1, kind: .channel, layer: "conv4", index: 12),
+            T(weight: -0.5, kind: .channel, layer: "conv4", index: 40),
+            T(weight: 1, kind: .neuron, layer: "conv-x", index: 3, y: 6, x: 7),
+            T(weight: 1, kind: .classLogit, index: 1),
+            T(weight: -1, kind: .classProbability, index: 2),
+            T(weight: 2, kind: .classLogit, index: 0),
+        ])
+        let negated = try ObjectiveExpression.parse("-conv5:1", labels: [])
+        #expect(negated.terms == [T(weight: -1, kind: .channel, layer: "conv5", index: 1)])
+    }
+
+    @Test func refusesWhatIsNotAnExpression() {
+        for bad in ["", "conv4", "conv4:x", "conv4:-1", "conv4:1 +", "conv4:1 + + conv4:2", "x*conv4:1", "class(zebra)", "spin(3)",
+                    "conv4:1@3", "class(black swan", "direction(conv5)", "direction(conv5, /no/such/file.npy)"] {
+            #expect(throws: RunSpecError.self, "\(bad)") { try ObjectiveExpression.parse(bad, labels: labels) }
+        }
+    }
+
+    @Test func aDirectionEqualsTheWeightedChannels() throws {
+        let probe = try tinyProbe()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-direction-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("v.npy").path
+        try Tensor(shape: [4], scalars: [0, 1, 0, -0.5]).writeNPY(path: file)
+        let x = Tensor.uniform([1, 3, 8, 8], seed: 4)
+        func value(_ text: String) throws -> Float {
+            let (tensors, measure) = try ObjectiveExpression.parse(text, labels: []).evaluator(probe: probe)
+            return try GradMode.withoutGrad { try measure(try probe.features(x, layers: tensors)).item }
+        }
+        let direction = try value("direction(relu1, \(file))"), channels = try value("relu1:1 - 0.5*relu1:3")
+        #expect(abs(direction - channels) < 1e-5 && abs(channels) > 1e-3)
+        let sum = try value("relu1:1 + relu1:1"), one = try value("relu1:1")
+        #expect(abs(sum - 2 * one) < 1e-5)
+    }
+
+    @Test func expressionRoundTripsThroughTheSpec() throws {
+        let e = try ObjectiveExpression.parse("conv4:12 - 0.5*conv4:40", labels: [])
+        let target = ActivationTarget.expression(e)
+        let data = try JSONEncoder().encode(target)
+        #expect(try JSONDecoder().decode(ActivationTarget.self, from: data) == target)
+    }
+}
+
+@Suite("Batched maximisation")
+struct BatchMaximizationTests {
+    @Test(arguments: [PriorSpec(kind: .fft, learningRate: 0.05), PriorSpec(kind: .dip, generator: smallGenerator, learningRate: 1e-2)])
+    func aBatchGivesWhatEachTargetGetsAlone(prior: PriorSpec) throws {
+        // The tiny classifier of the other tests, with a free batch size.
+        var b = ONNXGraphBuilder(seed: 11)
+        b.conv(4, kernel: 3, pad: 1); b.relu(); b.maxPool(2, stride: 2)
+        let probe = Probe(network: try ONNXNetwork(model: b.model(name: "tiny", inputShape: [nil, 3, nil, nil])), preprocessing: .torchvision)
+        let targets: [ActivationTarget] = [.channel(unit: 0, window: 1), .channel(unit: 2, window: 1), .neuron(unit: 3, y: nil, x: nil)]
+        let objective = MaximizationObjective(layer: "relu1", targets: targets, transforms: .standard, batch: true)
+        let spec = RunSpec(model: ModelSource(file: FileReference(path: "tiny.onnx", hash: "h64:0")), objective: .maximization(objective),
+                           prior: prior, size: 16, iterations: 6, seed: 5, snapshotEvery: 100)
+        let names = targets.map(\.label)
+        let batch = try Maximization.runBatch(probe: probe, spec: spec, objective: objective, targets: targets, names: names,
+                                              reference: nil, control: RunControl(), resume: nil)
+        var improved = 0
+        for (i, target) in targets.enumerated() {
+            let (alone, metrics) = try Maximization.run(probe: probe, spec: spec, objective: objective, target: target, name: names[i],
+                                                        reference: nil, control: RunControl(), resume: nil)
+            let difference = zip(alone.image.scalars, batch[i].0.image.scalars).map { abs($0 - $1) }.max() ?? 1
+            #expect(batch[i].0.image.shape == [1, 3, 16, 16])
+            #expect(difference < 1e-4, "\(prior.kind) target \(i): image differs by \(difference)")
+            #expect(abs((metrics.activation ?? 0) - (batch[i].1.activation ?? 1)) < 1e-3)
+            if (metrics.activation ?? 0) > (metrics.activationStart ?? 0) { improved += 1 }
+        }
+        #expect(improved > 0, "the runs optimise something")
+        // The targets differ from each other, so the comparison above can fail.
+        #expect(batch[0].0.image.scalars != batch[1].0.image.scalars)
+    }
+}
