@@ -136,10 +136,10 @@ def main():
     result = np.round(result * 255) / 255
     report = {"iterations": iterations, "seconds_per_iteration": seconds / iterations, "threads": a.threads}
     if truth is not None:
-        report["psnr"] = peak_signal_noise_ratio(truth, result, data_range=1)
-        report["ssim"] = structural_similarity(truth, result, channel_axis=0, data_range=1, gaussian_weights=True, sigma=1.5,
-                                              use_sample_covariance=False)
-        report["best_psnr"], report["best_iteration"] = best
+        report["psnr"] = float(peak_signal_noise_ratio(truth, result, data_range=1))
+        report["ssim"] = float(structural_similarity(truth, result, channel_axis=0, data_range=1, gaussian_weights=True, sigma=1.5,
+                                                    use_sample_covariance=False))
+        report["best_psnr"], report["best_iteration"] = float(best[0]), best[1]
     if a.out:
         Image.fromarray((result.transpose(1, 2, 0) * 255).astype(np.uint8)).save(a.out)
     print(json.dumps(report))
