@@ -20,6 +20,14 @@ static void dipviz_jpeg_error_exit(j_common_ptr info) {
 
 static void dipviz_jpeg_silent(j_common_ptr info, int level) { (void)info; (void)level; }
 
+/// libjpeg's error manager with the fatal handler jumping back and warnings silenced.
+static inline struct jpeg_error_mgr *dipviz_jpeg_errors(struct dipviz_jpeg_error *e) {
+    struct jpeg_error_mgr *m = jpeg_std_error(&e->manager);
+    m->error_exit = dipviz_jpeg_error_exit;
+    m->emit_message = dipviz_jpeg_silent;
+    return m;
+}
+
 /// Encodes 8-bit interleaved RGB at `quality` (1...100, 4:2:0 chroma as libjpeg's default).
 /// Returns 0 and a malloc'ed buffer in *out (free with free()), or -1 and a message.
 static inline int dipviz_jpeg_encode(const unsigned char *rgb, int width, int height, int quality,
@@ -27,9 +35,7 @@ static inline int dipviz_jpeg_encode(const unsigned char *rgb, int width, int he
     struct jpeg_compress_struct c;
     struct dipviz_jpeg_error e;
     *out = NULL; *size = 0;
-    c.err = jpeg_std_error(&e.manager);
-    e.manager.error_exit = dipviz_jpeg_error_exit;
-    e.manager.emit_message = dipviz_jpeg_silent;
+    c.err = dipviz_jpeg_errors(&e);
     if (setjmp(e.back)) {
         snprintf(message, capacity, "%s", e.message);
         jpeg_destroy_compress(&c);
@@ -61,9 +67,7 @@ static inline int dipviz_jpeg_decode(const unsigned char *data, unsigned long le
     struct jpeg_decompress_struct d;
     struct dipviz_jpeg_error e;
     *pixels = NULL;
-    d.err = jpeg_std_error(&e.manager);
-    e.manager.error_exit = dipviz_jpeg_error_exit;
-    e.manager.emit_message = dipviz_jpeg_silent;
+    d.err = dipviz_jpeg_errors(&e);
     if (setjmp(e.back)) {
         snprintf(message, capacity, "%s", e.message);
         jpeg_destroy_decompress(&d);

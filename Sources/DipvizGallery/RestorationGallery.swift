@@ -196,7 +196,7 @@ public struct RestorationGallery {
                     guard let m = try? ResultJSON.read(RestorationMetrics.self, path: metricsPath, what: "metrics") else {
                         cells.append(["label": e.prior.rawValue, "missing": true]); continue
                     }
-                    let rule = m.stopRule == .variance ? "variance rule" : "budget"
+                    let rule = m.stopRule == .budget ? "budget" : m.varianceMinimumIteration == nil ? "variance rule: no minimum, budget end" : "variance rule"
                     cells.append(["label": e.prior.rawValue, "src": "results/\(e.key)/image.png",
                                   "caption": "\(RestorationGallery.format(m.result?.psnr, "%.2f")) dB · SSIM \(RestorationGallery.format(m.result?.ssim, "%.3f"))",
                                   "detail": "iteration \(m.stopIteration) (\(rule)); best \(RestorationGallery.format(m.bestPSNR, "%.2f")) dB at \(m.bestIteration ?? 0)"])

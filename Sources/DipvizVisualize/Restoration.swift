@@ -171,7 +171,7 @@ extension RGBImage {
 
 /// Pixels optimised by Adam against the data term plus lambda TV(x) (isotropic, beta = 1),
 /// kept in 0...1: the classical TV-regularised restoration.
-final class TVRestorationParametrization: ImageParametrization {
+final class TVRestorationParametrization: AdamParametrization {
     let u: Tensor
     let adam: Adam
     let weight: Float
@@ -187,14 +187,11 @@ final class TVRestorationParametrization: ImageParametrization {
     func cleanImage() -> Tensor { u.detached() }
     /// lambda TV(x) / (number of values): on the scale of the mean squared data term.
     func regularizer(iteration t: Int) -> Tensor? { weight > 0 ? u.totalVariation(beta: 1).scaled(by: weight / Float(u.count)) : nil }
-    func zeroGrad() { adam.zeroGrad() }
     func step(iteration t: Int) {
         adam.step()
         for i in 0..<u.count { u.data[i] = Swift.min(Swift.max(u.data[i], 0), 1) }
     }
     var state: [Tensor] { [u] + adam.firstMoments + adam.secondMoments }
-    var stepCount: Int { adam.stepCount }
-    func restore(step: Int) { adam.restore(step: step, first: adam.firstMoments, second: adam.secondMoments) }
 }
 
 /// What a restoration tracks across iterations, around the prior's parametrisation: the
@@ -278,15 +275,9 @@ public enum Restoration {
     public static func run(_ spec: RestorationSpec, folder: ResultFolder,
                            workingDirectory: String = FileManager.default.currentDirectoryPath,
                            control: RunControl = RunControl()) throws -> Outcome {
-        var record = RestorationRecord(spec: spec, workingDirectory: workingDirectory)
-        if folder.exists("run.json") {
-            let existing = try folder.read(RestorationRecord.self, name: "run.json", what: "restoration record")
-            guard existing.spec == spec else {
-                throw RunSpecError.mismatch("\(folder.path) holds another restoration; choose another --out, or continue that run with --resume \(folder.path)")
-            }
-            record = existing
-        } else {
-            try folder.writeJSON(record, name: "run.json")
+        let record = try folder.adopt(RestorationRecord(spec: spec, workingDirectory: workingDirectory), what: "restoration record",
+                                      same: { $0.spec == spec }) {
+            "\(folder.path) holds another restoration (\($0.kind == "restoration" ? "other settings" : "not a restoration")); choose another --out, or continue that run with --resume \(folder.path)"
         }
         return try execute(record, folder: folder, control: control)
     }
