@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/release/dipviz
 
-.PHONY: setup prepare build demo test bench bench-peer fixtures fault fault-quick class-check clean
+.PHONY: setup prepare build demo test bench bench-peer fixtures fault fault-quick class-check clean restoration restore-table
 
 setup:
 	@scripts/setup.sh
@@ -57,6 +57,18 @@ CLASS_OUT ?= out/class-check
 class-check: build
 	scripts/class-images $(BIN) $(CLASS_OUT)
 	$(PYTHON) scripts/check-class-images.py $(CLASS_OUT)
+
+# Restoration (dipviz restore): the gallery of gallery/restoration.json (quick: 128 px crops and a
+# tenth of each prior's iterations; RESTORE_BUDGET=full: 256 px crops and the paper's iterations),
+# and the bar tables, one per TABLE (denoise, superres, inpaint, torch; bm3d remakes the gallery's
+# BM3D images). BM3D and the PyTorch reference run in PYTHON (bm3d, torch, scikit-image, Pillow).
+RESTORE_BUDGET ?= quick
+TABLE ?= denoise
+restoration: build
+	$(BIN) gallery gallery/restoration.json --out out/restoration --budget $(RESTORE_BUDGET)
+
+restore-table: build
+	scripts/restore-table $(TABLE) --python $(PYTHON)
 
 clean:
 	rm -rf .build

@@ -27,6 +27,7 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", providers: [.apt(["libjpeg-dev"])]),
         .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c",
                        providers: [.apt(["libprotobuf-c-dev"])]),
 
@@ -45,7 +46,7 @@ let package = Package(
         .target(name: "DipvizTensor", dependencies: ["CBLAS", "CCPUID", "CDipvizKernels"], swiftSettings: optimised),
         .target(name: "DipvizONNX", dependencies: ["COnnxProto", "CProtobufC", "DipvizTensor", "DipvizImage"],
                 swiftSettings: optimised),
-        .target(name: "DipvizImage", dependencies: ["CPNG", "DipvizTensor"], swiftSettings: languageMode),
+        .target(name: "DipvizImage", dependencies: ["CPNG", "CJPEG", "DipvizTensor"], swiftSettings: languageMode),
         .target(name: "DipvizPrior", dependencies: ["DipvizTensor"], swiftSettings: optimised),
         .target(name: "DipvizVisualize", dependencies: ["DipvizTensor", "DipvizPrior", "DipvizONNX", "DipvizImage"],
                 swiftSettings: languageMode),

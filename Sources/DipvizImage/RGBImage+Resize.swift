@@ -8,9 +8,12 @@ public enum ResizeFilter: String, CaseIterable, Codable, Sendable {
     /// Box filter: each output pixel averages the input area it covers.
     case area
     case bilinear
+    /// Lanczos with a = 3 (PIL's LANCZOS, formerly ANTIALIAS): the Deep Image Prior code makes
+    /// its low-resolution inputs with it (`utils/sr_utils.py`).
+    case lanczos
 
     var support: Double {
-        switch self { case .bicubic: return 2; case .area: return 0.5; case .bilinear: return 1 }
+        switch self { case .bicubic: return 2; case .area: return 0.5; case .bilinear: return 1; case .lanczos: return 3 }
     }
 
     func weight(_ x: Double) -> Double {
@@ -18,6 +21,11 @@ public enum ResizeFilter: String, CaseIterable, Codable, Sendable {
         switch self {
         case .area: return (x >= -0.5 && x < 0.5) ? 1 : 0
         case .bilinear: return t < 1 ? 1 - t : 0
+        case .lanczos:
+            guard t < 3 else { return 0 }
+            guard t > 0 else { return 1 }
+            let px = Double.pi * t
+            return 3 * sin(px) * sin(px / 3) / (px * px)
         case .bicubic:
             let a = -0.5
             if t < 1 { return ((a + 2) * t - (a + 3)) * t * t + 1 }

@@ -16,6 +16,8 @@ public struct RunControl {
     public var checkpoint: String?
     /// `RunSpec.key`, written into checkpoints.
     public var specKey = ""
+    /// Polled after every step; true ends the run as finished (a stopping rule's verdict).
+    public var hasConverged: () -> Bool = { false }
     public init() {}
 }
 
@@ -79,6 +81,7 @@ func optimize(_ p: ImageParametrization, iterations: Int, startIteration: Int = 
             if t < iterations { try saveCheckpoint() }
         }
         control.progress?(t, iterations, value)
+        if control.hasConverged() { break }
     }
     if ending == .interrupted, stateIsFinite() { try saveCheckpoint() }
     let current = p.cleanImage()

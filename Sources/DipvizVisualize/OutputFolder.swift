@@ -45,6 +45,18 @@ public final class ResultFolder {
     public func read<T: Decodable>(_ type: T.Type, name: String, what: String) throws -> T {
         try ResultJSON.read(type, path: file(name), what: what)
     }
+
+    /// The folder's run.json when it records the same run as `record` (`same`), else `record`,
+    /// written; a folder holding another run is refused with `refusal(existing)`.
+    func adopt<R: Codable>(_ record: R, what: String, same: (R) -> Bool, refusal: (R) -> String) throws -> R {
+        guard exists("run.json") else {
+            try writeJSON(record, name: "run.json")
+            return record
+        }
+        let existing = try read(R.self, name: "run.json", what: what)
+        guard same(existing) else { throw RunSpecError.mismatch(refusal(existing)) }
+        return existing
+    }
 }
 
 /// An advisory lock (flock) held while the process lives; a second holder gets a clear error.

@@ -222,7 +222,7 @@ func iterationGenerator(seed: UInt64, iteration: Int, stream: UInt64) -> SeededG
     SeededGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(iteration) &* 0xBF58_476D_1CE4_E5B9 &+ stream)
 }
 
-final class DIPParametrization: ImageParametrization {
+final class DIPParametrization: AdamParametrization {
     let prior: DeepImagePrior
     let adam: Adam
     let seed: UInt64
@@ -244,9 +244,17 @@ final class DIPParametrization: ImageParametrization {
 
     func cleanImage() -> Tensor { GradMode.withoutGrad { prior.cleanImage() } }
     func regularizer(iteration t: Int) -> Tensor? { nil }
-    func zeroGrad() { adam.zeroGrad() }
     func step(iteration t: Int) { adam.step() }
     var state: [Tensor] { prior.parameters + prior.network.buffers + adam.firstMoments + adam.secondMoments }
+}
+
+/// A parametrisation whose variables Adam moves: its gradients, step count and resume.
+protocol AdamParametrization: ImageParametrization {
+    var adam: Adam { get }
+}
+
+extension AdamParametrization {
+    func zeroGrad() { adam.zeroGrad() }
     var stepCount: Int { adam.stepCount }
     func restore(step: Int) { adam.restore(step: step, first: adam.firstMoments, second: adam.secondMoments) }
 }

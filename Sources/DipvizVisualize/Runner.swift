@@ -21,15 +21,8 @@ public enum Runner {
     public static func run(_ spec: RunSpec, network: ONNXNetwork, folder: ResultFolder,
                            workingDirectory: String = FileManager.default.currentDirectoryPath,
                            control: RunControl = RunControl(), keepFinishedCheckpoints: Bool = false) throws -> Outcome {
-        var record = RunRecord(spec: spec, workingDirectory: workingDirectory)
-        if folder.exists("run.json") {
-            let existing = try folder.read(RunRecord.self, name: "run.json", what: "run record")
-            guard existing.spec == spec else {
-                throw RunSpecError.mismatch("\(folder.path) holds another run (\(difference(existing.spec, spec))); choose another --out, or continue that run with --resume \(folder.path)")
-            }
-            record = existing
-        } else {
-            try folder.writeJSON(record, name: "run.json")
+        let record = try folder.adopt(RunRecord(spec: spec, workingDirectory: workingDirectory), what: "run record", same: { $0.spec == spec }) {
+            "\(folder.path) holds another run (\(difference($0.spec, spec))); choose another --out, or continue that run with --resume \(folder.path)"
         }
         return try execute(record, network: network, folder: folder, control: control, keepFinishedCheckpoints: keepFinishedCheckpoints)
     }

@@ -8,7 +8,7 @@ struct Dipviz: ParsableCommand {
         commandName: "dipviz",
         abstract: "Look inside image classifiers with Deep Image Prior pre-images and activation maximisation.",
         version: "0.1.0",
-        subcommands: [Gallery.self, Notebook.self, Invert.self, Maximize.self, Run.self, Inspect.self, Classify.self, Eval.self,
+        subcommands: [Gallery.self, Notebook.self, Invert.self, Maximize.self, Restore.self, Run.self, Inspect.self, Classify.self, Eval.self,
                       Bench.self, Doctor.self, Lpips.self]
     )
 

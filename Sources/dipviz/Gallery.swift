@@ -100,6 +100,7 @@ struct Gallery: ParsableCommand {
 
     func run() throws {
         Interruption.install()
+        if RestorationGallerySpec.isRestoration(path: spec) { return try runRestoration() }
         let definition = try GallerySpec.load(path: spec)
         let budget = full ? "full" : self.budget
         let specDirectory = (spec as NSString).deletingLastPathComponent

@@ -1,0 +1,162 @@
+@testable import DipvizVisualize
+import DipvizImage
+import DipvizPrior
+import DipvizTensor
+import Foundation
+import Testing
+
+@Suite("restoration")
+struct RestorationTests {
+    /// A smooth 8-bit test photo with some structure.
+    static func photo(width: Int = 32, height: Int = 32) -> RGBImage {
+        var px = [UInt8]()
+        for y in 0..<height { for x in 0..<width { px += [UInt8((x * 37 + y * 11) % 256), UInt8((y * 23) % 256), UInt8(255 - (x * 5) % 256)] } }
+        return RGBImage(width: width, height: height, pixels: px)
+    }
+
+    static func folder() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-restore-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func lanczos2KernelMatchesTheReferenceCode() {
+        // Values from bench/restore_torch.py's lanczos2(4) (the DIP code's kernel, phase 1/2).
+        let k = Degradation.lanczos2Kernel(factor: 4)
+        #expect(k.count == 16 * 16)
+        let expected: [(Int, Int, Float)] = [(7, 6, 0.04389477), (7, 7, 0.05746142), (7, 8, 0.05746142), (7, 9, 0.04389477),
+                                             (0, 0, 1.14e-06), (0, 7, -0.00025538)]
+        for (i, j, v) in expected { #expect(Swift.abs(k[i * 16 + j] - v) < 1e-6, "k[\(i),\(j)] = \(k[i * 16 + j]), expected \(v)") }
+        #expect(Swift.abs(k.reduce(0, +) - 1) < 1e-5)
+    }
+
+    @Test func downsamplerKeepsConstantsAndHasExactGradients() throws {
+        let down = Degradation.downsampler(factor: 4)
+        let constant = Tensor(shape: [1, 3, 16, 16], repeating: 0.3)
+        let y = down(constant)
+        #expect(y.shape == [1, 3, 4, 4])
+        #expect(y.scalars.allSatisfy { Swift.abs($0 - 0.3) < 1e-5 })
+        var rng = SeededGenerator(seed: 5)
+        let x = Tensor.uniform([1, 3, 16, 16], generator: &rng)
+        let target = Tensor.uniform([1, 3, 4, 4], generator: &rng)
+        try checkGradient("lanczos downsampler", x) { down($0).mseLoss(target) }
+    }
+
+    @Test func lanczosResizeMatchesPIL() {
+        // PIL Image.resize((3, 2), Image.LANCZOS) of this 12x8 image.
+        var px = [UInt8]()
+        for y in 0..<8 { for x in 0..<12 {
+            let v = (x * 37 + y * 11) % 256, flipped = (x * 37 + (7 - y) * 11) % 256
+            px += [UInt8(v), UInt8(flipped), UInt8(255 - v)]
+        } }
+        let small = RGBImage(width: 12, height: 8, pixels: px).resized(width: 3, height: 2, filter: .lanczos)
+        let pil: [UInt8] = [88, 133, 167, 151, 128, 104, 100, 136, 155, 133, 88, 122, 128, 151, 127, 136, 100, 119]
+        #expect(zip(small.pixels, pil).allSatisfy { Swift.abs(Int($0) - Int($1)) <= 1 }, "\(small.pixels)")
+    }
+
+    @Test func degradationsAreSeededAndHaveTheirStatistics() throws {
+        let image = RestorationTests.photo(width: 64, height: 64)
+        let a = Degradation.noisy(image, sigma: 25, seed: 1), b = Degradation.noisy(image, sigma: 25, seed: 1)
+        #expect(a == b)
+        #expect(a != Degradation.noisy(image, sigma: 25, seed: 2))
+        let mid = zip(a.pixels, image.pixels).filter { $0.1 > 80 && $0.1 < 175 }.map { Double(Int($0.0) - Int($0.1)) }
+        let std = (mid.map { $0 * $0 }.reduce(0, +) / Double(mid.count)).squareRoot()
+        #expect(std > 22 && std < 28, "noise std \(std)")
+        let mask = Degradation.randomMask(width: 64, height: 64, drop: 0.5, seed: 3)
+        let kept = Degradation.maskTensor(mask)
+        let fraction = kept.scalars.reduce(0, +) / Float(kept.count)
+        #expect(fraction > 0.44 && fraction < 0.56, "kept \(fraction)")
+        #expect(mask == Degradation.randomMask(width: 64, height: 64, drop: 0.5, seed: 3))
+        // JPEG: quality 90 is close to the photo, quality 5 is not; damaged data is an error.
+        var smooth = [UInt8]()
+        for y in 0..<64 { for x in 0..<64 { smooth += [UInt8(x * 4), UInt8(y * 4), UInt8(128 + (x - y) / 2)] } }
+        let gradient = RGBImage(width: 64, height: 64, pixels: smooth)
+        let good = try JPEG.roundTrip(gradient, quality: 90), bad = try JPEG.roundTrip(gradient, quality: 5)
+        let goodPSNR = ImageMetrics.psnr(good.tensor(), gradient.tensor()), badPSNR = ImageMetrics.psnr(bad.tensor(), gradient.tensor())
+        #expect(goodPSNR > 35 && goodPSNR > badPSNR + 5, "quality 90: \(goodPSNR) dB, quality 5: \(badPSNR) dB")
+        #expect(throws: ImageError.self) { try JPEG.decode(Data([0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3])) }
+    }
+
+    @Test func trackerTakesTheOutputWhereTheVarianceBottomsOut() {
+        final class Fixed: ImageParametrization {
+            func image(iteration t: Int) -> Tensor { Tensor(zeros: [1, 3, 2, 2]) }
+            func cleanImage() -> Tensor { Tensor(zeros: [1, 3, 2, 2]) }
+            func regularizer(iteration t: Int) -> Tensor? { nil }
+            func zeroGrad() {}
+            func step(iteration t: Int) {}
+            var state: [Tensor] { [] }
+            var stepCount: Int { 0 }
+            func restore(step: Int) {}
+        }
+        let tracker = RestorationTracker(Fixed(), height: 2, width: 2, averaging: 0, decay: 0.2)
+        // Outputs jump by an amplitude that shrinks until iteration 60, then grows again.
+        var rng = SeededGenerator(seed: 9)
+        for t in 0..<120 {
+            let amplitude = 0.01 + Float(Swift.abs(t - 60)) / 60
+            let x = Tensor(shape: [1, 3, 2, 2], scalars: (0..<12).map { _ in amplitude * (rng.nextUnitFloat() - 0.5) })
+            _ = tracker.observe(x, iteration: t, groundTruth: nil)
+        }
+        let m = tracker.varianceMinimumIteration ?? 0
+        #expect(m > 50 && m < 80, "minimum at \(m)")
+        #expect(tracker.observations == 120)
+    }
+
+    @Test func specsRefuseWhatATaskCannotTake() throws {
+        let dir = try RestorationTests.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/p.png"
+        try PNG.write(RestorationTests.photo(), path: path)
+        func resolve(_ task: RestorationTask, degrade: Bool = true) throws -> RestorationSpec {
+            var r = RestorationRequest(task: task, input: path); r.degrade = degrade
+            return try RestorationSpec.resolve(r)
+        }
+        #expect(throws: RunSpecError.self) { try resolve(RestorationTask(kind: .superres, factor: 3)) }
+        #expect(throws: RunSpecError.self) { try resolve(RestorationTask(kind: .inpaint)) }
+        #expect(throws: RunSpecError.self) { try resolve(RestorationTask(kind: .inpaint, drop: 1.5)) }
+        #expect(throws: RunSpecError.self) { try resolve(RestorationTask(kind: .denoise, factor: 4)) }
+        #expect(throws: RunSpecError.self) { try resolve(RestorationTask(kind: .flash)) }
+        let d = try resolve(RestorationTask(kind: .denoise))
+        #expect(d.task.sigma == 25 && d.prior.averaging == 0.99 && d.stopping.kind == .variance)
+        let s = try resolve(RestorationTask(kind: .superres, factor: 8))
+        #expect(s.iterations == 4000 && s.prior.generator?.regNoiseStd == 0.05)
+    }
+
+    /// A small generator and few iterations: the library path of `dipviz restore`.
+    static func spec(_ task: RestorationTask, input: String, iterations: Int, prior: RestorationPriorKind = .dip) throws -> RestorationSpec {
+        var r = RestorationRequest(task: task, input: input)
+        r.degrade = true; r.prior = prior; r.iterations = iterations; r.snapshotEvery = 2; r.seed = 4
+        var s = try RestorationSpec.resolve(r)
+        if prior == .dip { s.prior.generator = smallGenerator; s.prior.generator?.regNoiseStd = 0.03 }
+        return s
+    }
+
+    @Test func everyTaskRestoresAndAResumedRunEqualsAnUninterruptedOne() throws {
+        let dir = try RestorationTests.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/p.png"
+        try PNG.write(RestorationTests.photo(), path: path)
+        for task in [RestorationTask(kind: .denoise), RestorationTask(kind: .superres, factor: 4), RestorationTask(kind: .inpaint, drop: 0.5),
+                     RestorationTask(kind: .jpeg)] {
+            let spec = try RestorationTests.spec(task, input: path, iterations: 6)
+            let whole = try Restoration.run(spec, folder: try ResultFolder(path: dir + "/\(task.kind)-whole"))
+            #expect(whole.metrics.ending == .finished && whole.metrics.iterations == 6)
+            #expect(whole.metrics.result != nil, "\(task.kind): no PSNR against the ground truth")
+            if task.kind == .superres { #expect(whole.metrics.baselines["bicubic"] != nil) }
+            // Stopped after 3 iterations, then continued: the same image.
+            var stop = RunControl(); var steps = 0
+            stop.shouldStop = { steps += 1; return steps > 3 }
+            // The folder's lock is released when the first process (here: its ResultFolder) ends.
+            let ending = try Restoration.run(spec, folder: try ResultFolder(path: dir + "/\(task.kind)-part"), control: stop).metrics.ending
+            #expect(ending == .interrupted)
+            let rest = try Restoration.resume(directory: dir + "/\(task.kind)-part")
+            #expect(rest.metrics.ending == .finished)
+            let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/\(task.kind)-whole/image.png"))
+            let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/\(task.kind)-part/image.png"))
+            #expect(a == b, "\(task.kind): resumed run differs")
+        }
+        // TV fits the observation and beats the noisy input on a smooth photo.
+        let tv = try Restoration.run(try RestorationTests.spec(RestorationTask(kind: .denoise), input: path, iterations: 60, prior: .tv),
+                                     folder: try ResultFolder(path: dir + "/tv"))
+        #expect((tv.metrics.result?.psnr ?? 0) > (tv.metrics.input?.psnr ?? 99), "TV: \(tv.metrics)")
+    }
+}
