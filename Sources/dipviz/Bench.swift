@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
         // Which kernels ran, once, where it does not mix with the JSON lines.
         if let warning = VectorKernels.selection.warning { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
         let core = BLAS.coreReport?.summary ?? BLAS.coreName
-        FileHandle.standardError.write(Data("dipviz bench: kernels \(VectorKernels.description); OpenBLAS \(BLAS.version), core \(core); \(CPUFeatures.current.description); \(Parallel.workerCount) threads\n".utf8))
+        FileHandle.standardError.write(Data("dipviz bench: OpenBLAS \(BLAS.version), core \(core); kernels \(VectorKernels.description); \(CPUFeatures.current.description); \(Parallel.workerCount) threads\n".utf8))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         for c in selected {
