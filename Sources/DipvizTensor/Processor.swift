@@ -174,10 +174,6 @@ public enum VectorKernels {
         let width = Int(current.pointee.vector_floats) * 32
         return "\(active) (\(width)-bit vectors; supported here: \(supported().map(\.description).joined(separator: ", "))), GEMM through OpenBLAS"
     }
-
-    /// Whether this processor can run the build: always, since the build is portable and the
-    /// vector levels are chosen at run time.
-    public static func runs(on cpu: CPUFeatures) -> Bool { true }
 }
 
 extension String {

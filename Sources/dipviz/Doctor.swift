@@ -24,9 +24,6 @@ struct Doctor: ParsableCommand {
         if check != .agrees {
             notes.append("the running core's sgemm \(check): set \(BLASCoreSelection.coreTypeVariable) to another core")
         }
-        if !VectorKernels.runs(on: cpu) {
-            notes.append("this build needs AVX2 and FMA, which this processor lacks: rebuild with DIPVIZ_PORTABLE=1")
-        }
         let attempts = report.outcome.attempts.map { "\($0.core) \($0.result)" }.joined(separator: "; ")
         let fields: [(String, String)] = [
             ("cpu", cpu.description),
