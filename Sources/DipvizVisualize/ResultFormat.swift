@@ -1,7 +1,7 @@
 import DipvizTensor
 import Foundation
 
-// The result folder, format version 2 (`RunSpec.formatVersion`):
+// The result folder, format version 3 (`RunSpec.formatVersion`):
 //
 //   run.json        RunRecord: the spec, the working directory relative paths start from
 //   metrics.json    RunMetrics: how the run ended and one entry per result image

@@ -11,7 +11,7 @@ import Foundation
 public struct RunSpec: Codable, Equatable, Sendable {
     /// Version of the result folder's format (run.json, metrics.json, curve.json, checkpoints).
     /// It is part of every gallery cache key, so results of another version are recomputed.
-    public static let formatVersion = 2
+    public static let formatVersion = 3
 
     public var model: ModelSource
     public var objective: Objective

@@ -140,7 +140,7 @@ struct RunSpecTests {
     }
 
     @Test func decodingErrorsAreOneLine() throws {
-        let bad = Data(#"{"format_version": 2, "spec": {"size": "big"}, "working_directory": "/"}"#.utf8)
+        let bad = Data(#"{"format_version": 3, "spec": {"size": "big"}, "working_directory": "/"}"#.utf8)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-bad-\(UUID().uuidString).json").path
         try bad.write(to: URL(fileURLWithPath: path))
         defer { try? FileManager.default.removeItem(atPath: path) }

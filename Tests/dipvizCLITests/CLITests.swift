@@ -198,7 +198,7 @@ struct VisualizeCommandTests {
         }
         #expect(!FileManager.default.fileExists(atPath: out + "/checkpoints/image.ckpt"), "a finished run keeps no checkpoint")
         let m = try VisualizeCommandTests.json(out + "/metrics.json")
-        #expect(m["format_version"] as? Int == 2 && m["ending"] as? String == "finished")
+        #expect(m["format_version"] as? Int == 3 && m["ending"] as? String == "finished")
         let result = (m["results"] as? [[String: Any]])?.first ?? [:]
         for key in ["feature_error", "feature_error_start", "psnr", "ssim", "top1_match", "iterations", "seconds"] {
             #expect(result[key] != nil, "metrics.json lacks \(key)")
