@@ -16,11 +16,12 @@ extension Tensor {
         let x = data
         let stats = TensorStorage(count: 2 * c)  // mean, 1/std used by the forward pass
         let mean = stats.pointer, invStd = stats.pointer + c
+        let kernels = VectorKernels.current
         Parallel.forEach(c, itemCost: m) { ch in
             if training {
                 var sum = 0.0, sq = 0.0
                 for b in 0..<n {
-                    let (a, q) = Reductions.sumAndSquares(x + (b * c + ch) * s, s)
+                    let (a, q) = Reductions.sumAndSquares(x + (b * c + ch) * s, s, kernels: kernels)
                     sum += a; sq += q
                 }
                 let mu = sum / Double(m)
@@ -54,11 +55,12 @@ extension Tensor {
                 // Per channel: sum(dy) and sum(dy * xhat).
                 let sums = TensorStorage(count: 2 * c)
                 let sumDy = sums.pointer, sumDyXhat = sums.pointer + c
+                let kernels = VectorKernels.current
                 Parallel.forEach(c, itemCost: m) { ch in
                     var a = 0.0, b2 = 0.0
                     for b in 0..<n {
                         let p = (b * c + ch) * s
-                        let (sd, dot) = Reductions.sumAndCentredDot(dy + p, x + p, shift: mean[ch], s)
+                        let (sd, dot) = Reductions.sumAndCentredDot(dy + p, x + p, shift: mean[ch], s, kernels: kernels)
                         a += sd; b2 += dot
                     }
                     sumDy[ch] = Float(a); sumDyXhat[ch] = Float(b2 * Double(invStd[ch]))
