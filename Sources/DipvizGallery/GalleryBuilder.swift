@@ -25,6 +25,9 @@ public final class GalleryBuilder {
     public let shard: (index: Int, count: Int)?
     /// Keep each finished run's folder (with its final checkpoint) in the work folder.
     public var keepCheckpoints = false
+    /// Compute single-target maximisations that differ only in their target in one batch
+    /// (`batches`); off: one experiment at a time.
+    public var batching = true
     /// Longest side of the thumbnails on the index pages and of published snapshots.
     public var thumbnailSide = 160
     private var networks: [String: ONNXNetwork] = [:]

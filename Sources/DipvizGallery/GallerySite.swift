@@ -100,6 +100,7 @@ public struct GallerySite {
         try builder.tidyPublished()
         var modelEntries: [[String: Any]] = []
         let modelSlugs = GallerySite.uniqueSlugs(builder.spec.models.map(\.name))
+        var mapsByModel: [String: ActivationMaps] = [:]
         for model in builder.spec.models {
             let slug = modelSlugs[model.name]!
             let mine = builder.experiments.filter { $0.modelName == model.name }
@@ -122,7 +123,10 @@ public struct GallerySite {
             if let mx = model.maximization {
                 let href = "maximization-\(slug).html"
                 maximization = ["href": href, "layer": mx.layer]
-                try renderMaximization(model: model, slug: slug, layer: mx.layer, priors: mx.priors, experiments: mine, href: href)
+                let units = GallerySite.unique(mine.filter { !$0.isInversion }.compactMap(\.unit))
+                let maps = activationMaps(model: model, slug: slug, layer: mx.layer, units: units)
+                mapsByModel[model.name] = maps
+                try renderMaximization(model: model, slug: slug, layer: mx.layer, priors: mx.priors, experiments: mine, href: href, maps: maps)
             }
             var classes: [String: Any]? = nil
             if let cl = model.classes {
@@ -156,7 +160,10 @@ public struct GallerySite {
             if let objectives { entry["objectives"] = objectives }
             modelEntries.append(entry)
         }
-        for e in builder.experiments where builder.metrics(e) != nil { try renderResult(e, modelSlug: modelSlugs[e.modelName] ?? GallerySite.slug(e.modelName)) }
+        for e in builder.experiments where builder.metrics(e) != nil {
+            let maps = mapsByModel[e.modelName].flatMap { $0.layer == e.layer ? $0 : nil }
+            try renderResult(e, modelSlug: modelSlugs[e.modelName] ?? GallerySite.slug(e.modelName), maps: maps)
+        }
         // The notebooks travel with the site: one per model and kind of experiment.
         let notebookFolder = (builder.output as NSString).appendingPathComponent("notebooks")
         let notebooks = try NotebookExport.writeGallery(builder, budget: budget, to: notebookFolder).map { path -> [String: String] in
@@ -210,7 +217,7 @@ public struct GallerySite {
     }
 
     func renderMaximization(model: GallerySpec.Model, slug: String, layer: String, priors: [PriorKind], experiments: [Experiment],
-                            href: String) throws {
+                            href: String, maps: ActivationMaps? = nil) throws {
         let units = GallerySite.unique(experiments.filter { !$0.isInversion }.compactMap(\.unit))
         let display = 112
         let entries: [[String: Any]] = units.map { unit in
@@ -220,11 +227,15 @@ public struct GallerySite {
                     ["activation": "activation " + GallerySite.format(m.activation, "%.3g") + (GallerySite.robustness(m).map { " · " + $0 } ?? "")]
                 }
             }
-            return ["heading": "unit \(unit)", "cells": cells]
+            let strip = GallerySite.strip(maps, unit: unit, root: "")
+            return ["heading": "unit \(unit)", "cells": cells, "maps": strip, "hasMaps": !strip.isEmpty]
         }
+        var photos: [[String: String]] = []
+        if let maps, !maps.maps.isEmpty { photos = maps.photos.map { ["src": $0.src, "name": $0.name] } }
         try write(try page("maximization", title: "\(model.name): units of \(layer)", root: "",
                            crumb: [["href": "model-\(slug).html", "label": model.name]],
-                           context: ["units": entries, "model": model.name,
+                           context: ["units": entries, "model": model.name, "photos": photos, "hasPhotos": !photos.isEmpty,
+                                     "mapsNote": ActivationMaps.note,
                                      "note": "Images that maximise the mean activation of each channel of \(layer) in \(model.name), one column per prior; robust: the mean activation over 24 fixed random shifts, scales and rotations (robust_activation)."]), href)
     }
 
@@ -291,7 +302,7 @@ public struct GallerySite {
         return text
     }
 
-    func renderResult(_ e: Experiment, modelSlug slug: String) throws {
+    func renderResult(_ e: Experiment, modelSlug slug: String, maps: ActivationMaps? = nil) throws {
         let dir = builder.resultDirectory(e)
         guard let m = metrics(e) else { return }
         let snapshots = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/snapshots")) ?? []).filter { $0.hasSuffix(".png") }.sorted()
@@ -322,9 +333,11 @@ public struct GallerySite {
             return ["src": "../\(o.key)/\(om.imageFile)", "page": "../\(o.key)/index.html", "prior": o.prior.rawValue,
                     "robust": GallerySite.robustness(om) ?? ""]
         }
+        let strip = GallerySite.strip(maps, unit: e.unit, root: "../../")
         let context: [String: Any] = [
             "alt": e.title, "summary": summary, "others": others, "hasOthers": !others.isEmpty, "objective": objectiveText(e) ?? "", "display": 448, "original": e.isInversion, "snapshots": snapshots, "plots": plots,
             "command": builder.command(e), "iterations": m.iterations,
+            "strip": strip, "hasStrip": !strip.isEmpty, "stripNote": GallerySite.stripNote(maps, unit: e.unit),
             "seconds": GallerySite.format(m.seconds, "%.1f"), "seed": e.spec.seed, "configuration": configuration,
         ]
         try write(try page("result", title: e.title, root: "../../", crumb: [["href": "model-\(slug).html", "label": e.modelName]],

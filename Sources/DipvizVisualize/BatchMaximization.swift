@@ -6,7 +6,9 @@ import Foundation
 /// axis, so each classifier pass and each GEMM serves every target at once. Each keeps its own
 /// parameters and optimiser (a generator of its own for DIP), and the loss is the sum of the
 /// targets' losses, so each target's gradient, and therefore its result, is the one it gets
-/// alone (the classifiers here treat images independently: no batch statistics).
+/// alone (the classifiers here treat images independently: no batch statistics). Each part's
+/// regulariser is added to its own target's loss by `runBatch` (so that target's curve
+/// records the loss it records alone); the batch itself adds none.
 final class BatchParametrization: ImageParametrization {
     let parts: [ImageParametrization]
 
@@ -14,9 +16,7 @@ final class BatchParametrization: ImageParametrization {
 
     func image(iteration t: Int) -> Tensor { Tensor.concat(parts.map { $0.image(iteration: t) }, axis: 0) }
     func cleanImage() -> Tensor { GradMode.withoutGrad { Tensor.concat(parts.map { $0.cleanImage() }, axis: 0) } }
-    func regularizer(iteration t: Int) -> Tensor? {
-        parts.compactMap { $0.regularizer(iteration: t) }.reduce(nil) { total, r in total.map { $0 + r } ?? r }
-    }
+    func regularizer(iteration t: Int) -> Tensor? { nil }
     func zeroGrad() { for p in parts { p.zeroGrad() } }
     func step(iteration t: Int) { for p in parts { p.step(iteration: t) } }
     var state: [Tensor] { parts.flatMap(\.state) }
@@ -43,20 +43,29 @@ extension Maximization {
                 try e.1(e.0.map { name in features[tensors.firstIndex(of: name)!].slice(axis: 0, start: i, end: i + 1) })
             }
         }
+        /// Target i's activation on one image alone: how a run of that target alone measures its
+        /// start and end values (a batched pass may round differently in the last bit).
+        func single(_ i: Int, _ x: Tensor) throws -> Tensor { try evaluators[i].1(try probe.features(x, layers: evaluators[i].0)) }
         let behaviour = spec.prior.behaviour
         let parts = try (0..<n).map { _ in
             try behaviour.parametrization(spec.prior, height: h, width: w, seed: spec.seed, jitter: m.jitter, iterations: spec.iterations)
         }
         let p = BatchParametrization(parts)
         let start = try resume?.restore(into: p) ?? 0
-        let startValues = try GradMode.withoutGrad { try activations(p.cleanImage()).map { Double($0.item) } }
+        // A resumed batch reports the start values of the images it started from, as a resumed
+        // single run does.
+        let startValues: [Double]
+        if let saved = resume?.startValues, saved.count == n { startValues = saved } else {
+            startValues = try GradMode.withoutGrad { try parts.indices.map { Double(try single($0, parts[$0].cleanImage()).item) } }
+        }
         let weight = behaviour.activationWeight(spec.prior)
         var iteration = start
         var batchControl = control
         let snapshot = control.snapshot
         batchControl.snapshot = { t, image in try snapshot?(t, image) }
         let record = try optimize(p, iterations: spec.iterations, startIteration: start, curve: resume?.curve ?? [],
-                                  secondsBefore: resume?.seconds ?? 0, startValue: startValues.first, control: batchControl) { x in
+                                  secondsBefore: resume?.seconds ?? 0, startValue: startValues.first, startValues: startValues,
+                                  control: batchControl) { x in
             // Each image under the transforms it would draw alone.
             let seen = try m.transforms.map { settings -> Tensor in
                 let maps = (0..<n).map { _ -> AffineMap in
@@ -66,6 +75,7 @@ extension Maximization {
                 guard maps.count == x.shape[0] else { throw VisualizeError.invalid("batch of \(x.shape[0]) images for \(maps.count) targets") }
                 return x.affineResampled(height: h, width: w, maps: maps, fill: settings.fill)
             } ?? x
+            let t = iteration
             iteration += 1
             var loss: Tensor? = nil
             var values: [String: Double] = [:]
@@ -76,13 +86,13 @@ extension Maximization {
                 case .reach(let v): l = (a - v).abs()
                 }
                 if weight != 1 { l = l.scaled(by: weight) }
+                if let r = parts[i].regularizer(iteration: t) { l = l + r }
                 values["activation/\(i)"] = Double(a.item)
                 values["loss/\(i)"] = Double(l.item)
                 loss = loss.map { $0 + l } ?? l
             }
             return (loss!, values)
         }
-        let finals = try GradMode.withoutGrad { try activations(record.image).map { Double($0.item) } }
         return try (0..<n).map { i in
             let image = record.image.slice(axis: 0, start: i, end: i + 1).detached()
             let curve = record.curve.map { point in
@@ -92,10 +102,11 @@ extension Maximization {
             let loop = RunRecordOfLoop(image: image, curve: curve, iterations: record.iterations, seconds: record.seconds / Double(n),
                                        ending: record.ending, message: record.message)
             // One image alone: what the metrics measure.
-            func single(_ x: Tensor) throws -> Tensor { try evaluators[i].1(try probe.features(x, layers: evaluators[i].0)) }
+            func act(_ x: Tensor) throws -> Tensor { try single(i, x) }
             var metrics = try resultMetrics(probe: probe, target: targets[i], name: names[i], loop: loop,
-                                            activation: finals[i], activationStart: startValues[i], act: single)
-            metrics.activationX0 = try x0.map { x in try GradMode.withoutGrad { Double(try single(x).item) } }
+                                            activation: try GradMode.withoutGrad { Double(try act(image).item) },
+                                            activationStart: startValues[i], act: act)
+            metrics.activationX0 = try x0.map { x in try GradMode.withoutGrad { Double(try act(x).item) } }
             return (loop, metrics)
         }
     }

@@ -12,6 +12,8 @@ public struct Checkpoint {
     public var seconds: Double
     /// The feature error or activation of the starting image.
     public var startValue: Double?
+    /// Per target, the activation of its starting image (a batched run; nil otherwise).
+    public var startValues: [Double]?
     var tensors: [Tensor]
 
     static let magic = Array("DIPVIZC2".utf8)
@@ -21,16 +23,17 @@ public struct Checkpoint {
         var curve: [CurvePoint]
         var seconds: Double
         var startValue: Double?
+        var startValues: [Double]?
         /// `RunSpec.key` of the run that wrote it: a checkpoint never continues another run.
         var specKey: String
         var shapes: [[Int]]
-        enum CodingKeys: String, CodingKey { case iteration, curve, seconds, startValue = "start_value", specKey = "spec_key", shapes }
+        enum CodingKeys: String, CodingKey { case iteration, curve, seconds, startValue = "start_value", startValues = "start_values", specKey = "spec_key", shapes }
     }
 
     /// Writes the checkpoint of `state` to `path` atomically.
     static func save(path: String, specKey: String, state: [Tensor], iteration: Int, curve: [CurvePoint], seconds: Double,
-                     startValue: Double?) throws {
-        let header = Header(iteration: iteration, curve: curve, seconds: seconds, startValue: startValue, specKey: specKey,
+                     startValue: Double?, startValues: [Double]? = nil) throws {
+        let header = Header(iteration: iteration, curve: curve, seconds: seconds, startValue: startValue, startValues: startValues, specKey: specKey,
                             shapes: state.map(\.shape))
         var data = Data(magic)
         let json = try ResultJSON.encoder.encode(header)
@@ -75,7 +78,7 @@ public struct Checkpoint {
         }
         guard offset == data.count else { throw bad("has \(data.count - offset) bytes more than its tensors") }
         return Checkpoint(iteration: header.iteration, curve: header.curve, seconds: header.seconds, startValue: header.startValue,
-                          tensors: tensors)
+                          startValues: header.startValues, tensors: tensors)
     }
 
     /// Copies the saved tensors into a freshly built run; returns the iteration to continue from.

@@ -36,7 +36,7 @@ struct RunRecordOfLoop {
 /// a state that stops being finite ends the run as `diverged`, keeping the last finite image
 /// and the last finite checkpoint.
 func optimize(_ p: ImageParametrization, iterations: Int, startIteration: Int = 0, curve initialCurve: [CurvePoint] = [],
-              secondsBefore: Double = 0, startValue: Double? = nil, control: RunControl,
+              secondsBefore: Double = 0, startValue: Double? = nil, startValues: [Double]? = nil, control: RunControl,
               objective: (Tensor) throws -> (loss: Tensor, values: [String: Double])) throws -> RunRecordOfLoop {
     var curve = initialCurve
     let started = Date()
@@ -49,7 +49,7 @@ func optimize(_ p: ImageParametrization, iterations: Int, startIteration: Int = 
     func saveCheckpoint() throws {
         guard let path = control.checkpoint else { return }
         try Checkpoint.save(path: path, specKey: control.specKey, state: p.state, iteration: t, curve: curve, seconds: elapsed(),
-                            startValue: startValue)
+                            startValue: startValue, startValues: startValues)
     }
     while t < iterations {
         if control.shouldStop() { ending = .interrupted; break }

@@ -87,8 +87,7 @@ public enum Runner {
         }
 
         let pending = names.indices.filter { results[$0].ending != .finished || !folder.exists(results[$0].imageFile) }
-        // A graph whose input fixes a batch of one (SqueezeNet's [1, 3, 227, 227]) takes one image at a time.
-        let batched = spec.objective.isBatched && names.count > 1 && (network.imageInput?.shape?.first ?? nil) != 1
+        let batched = spec.objective.isBatched && names.count > 1 && takesBatches(network)
         if case .maximization(let m) = spec.objective, batched, !pending.isEmpty {
             // All pending targets in one batch, with one checkpoint.
             var control = base
@@ -148,6 +147,10 @@ public enum Runner {
         if !folder.exists("metrics.json") { try folder.writeJSON(metrics, name: "metrics.json") }
         return Outcome(record: record, metrics: metrics, folder: folder)
     }
+
+    /// Whether a run may stack several images in one batch through `network`: not when its graph
+    /// input fixes a batch of one (SqueezeNet's [1, 3, 227, 227]), which takes one image at a time.
+    public static func takesBatches(_ network: ONNXNetwork) -> Bool { (network.imageInput?.shape?.first ?? nil) != 1 }
 
     /// The first few fields in which two specs differ, as `path: old -> new`.
     public static func difference(_ a: RunSpec, _ b: RunSpec) -> String {

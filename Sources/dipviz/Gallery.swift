@@ -72,6 +72,9 @@ struct Gallery: ParsableCommand {
     @Flag(help: "Keep each finished run's folder, with its last checkpoint, in the work folder.")
     var keepCheckpoints = false
 
+    @Flag(help: "Compute every result on its own instead of a model's units (or classes) under one prior in batches of up to 8.")
+    var oneAtATime = false
+
     /// Set by --jobs for its shard processes, which run under the parent's lock.
     @Flag(help: .hidden)
     var underParentLock = false
@@ -121,6 +124,7 @@ struct Gallery: ParsableCommand {
         defer { close(lock) }
         let builder = try GalleryBuilder(spec: definition, budget: budget, specDirectory: specDirectory, output: out, work: workFolder)
         builder.keepCheckpoints = keepCheckpoints
+        builder.batching = !oneAtATime
         var sources = merge
         if mergeShards {
             let root = (workFolder as NSString).appendingPathComponent("shards")
@@ -138,9 +142,11 @@ struct Gallery: ParsableCommand {
         }
         if !renderOnly {
             let pending = builder.pending
-            print("gallery: \(builder.experiments.count) results, \(builder.experiments.count - pending.count) reused, \(pending.count) to compute")
-            let progress = try GalleryProgress(builder: builder, pending: pending, shardLabel: nil)
-            let (last, here) = try compute(pending, builder: builder, progress: progress) { status in
+            let batches = builder.batches(pending)
+            print("gallery: \(builder.experiments.count) results, \(builder.experiments.count - pending.count) reused, \(pending.count) to compute"
+                  + GalleryProgress.batchNote(batches))
+            let progress = try GalleryProgress(builder: builder, pending: batches.flatMap { $0 }, shardLabel: nil)
+            let (last, here) = try compute(batches, builder: builder, progress: progress) { status in
                 try status.write(to: GalleryStatus.path(work: self.workFolder))
             }
             ending = last
@@ -170,35 +176,44 @@ struct Gallery: ParsableCommand {
         if r.refused.count > 5 { FileHandle.standardError.write(Data("gallery: refused \(r.refused.count - 5) more\n".utf8)) }
     }
 
-    /// Runs `pending` in order with one progress line for all of them; `status` is called with
-    /// the build's state after each result. Returns how the last run ended and how many finished.
-    func compute(_ pending: [Experiment], builder: GalleryBuilder, progress: GalleryProgress,
+    /// Runs `batches` (`GalleryBuilder.batches`) in order with one progress line for all of
+    /// them; `status` is called with the build's state after each batch. Returns how the last
+    /// run ended and how many results finished.
+    func compute(_ batches: [[Experiment]], builder: GalleryBuilder, progress: GalleryProgress,
                  status: (GalleryStatus) throws -> Void) throws -> (RunEnding, Int) {
         var computed = 0
+        let pending = batches.flatMap { $0 }
         try status(progress.status(state: "running", current: pending.first))
-        for (i, e) in pending.enumerated() {
-            progress.begin(i)
+        var i = 0
+        for members in batches {
+            let e = members[0]
+            progress.begin(i, count: members.count)
             var control = DipvizVisualize.RunControl()
             control.progress = { t, total, _ in progress.update(iteration: t, of: total) }
             control.shouldStop = { Interruption.isRequested }
             let ending: RunEnding
-            do { ending = try builder.run(e, control: control) } catch {
+            do { ending = try builder.run(batch: members, control: control) } catch {
                 progress.finishLine()
                 try? status(progress.status(state: "failed", current: e))
                 throw error
             }
-            progress.end(i, finished: ending == .finished)
-            if ending == .finished { computed += 1 }
+            for (k, member) in members.enumerated() {
+                let done = builder.isDone(member)
+                progress.end(i + k, finished: done)
+                if done { computed += 1 }
+            }
             if ending == .diverged {
                 progress.finishLine()
-                FileHandle.standardError.write(Data("gallery: \(e.modelName): \(e.title) diverged; its page shows the last good image\n".utf8))
+                let last = members.last { !builder.isDone($0) } ?? e
+                FileHandle.standardError.write(Data("gallery: \(last.modelName): \(last.title) diverged; its page shows the last good image\n".utf8))
             }
             if ending == .interrupted {
                 progress.finishLine()
                 try status(progress.status(state: "interrupted", current: e))
                 return (.interrupted, computed)
             }
-            try status(progress.status(state: i == pending.count - 1 ? "finished" : "running", current: pending.dropFirst(i + 1).first))
+            i += members.count
+            try status(progress.status(state: i == pending.count ? "finished" : "running", current: pending.dropFirst(i).first))
         }
         progress.finishLine()
         return (.finished, computed)
@@ -210,6 +225,7 @@ struct Gallery: ParsableCommand {
         let builder = try GalleryBuilder(spec: definition, budget: budget, specDirectory: specDirectory, output: out, work: workFolder,
                                          shard: (index, count))
         builder.keepCheckpoints = keepCheckpoints
+        builder.batching = !oneAtATime
         let folder = builder.shardFolder!
         do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
             throw GalleryError.experiment("cannot create \(folder): \(FileErrors.describe(error))")
@@ -218,11 +234,13 @@ struct Gallery: ParsableCommand {
         defer { close(lock) }
         let share = try builder.shard(index, of: count)
         let pending = share.filter { !builder.isDone($0) }
-        print("gallery: shard \(index)/\(count): \(share.count) results, \(share.count - pending.count) reused, \(pending.count) to compute")
+        let batches = builder.batches(pending)
+        print("gallery: shard \(index)/\(count): \(share.count) results, \(share.count - pending.count) reused, \(pending.count) to compute"
+              + GalleryProgress.batchNote(batches))
         let started = Date()
-        let progress = try GalleryProgress(builder: builder, pending: pending, shardLabel: "\(index)/\(count)", total: share.count,
+        let progress = try GalleryProgress(builder: builder, pending: batches.flatMap { $0 }, shardLabel: "\(index)/\(count)", total: share.count,
                                            quiet: underParentLock)
-        let (ending, computed) = try compute(pending, builder: builder, progress: progress) { status in
+        let (ending, computed) = try compute(batches, builder: builder, progress: progress) { status in
             try status.writeShard(work: self.workFolder, index: index, count: count, galleryTotal: builder.experiments.count)
         }
         if ending == .interrupted {
@@ -266,7 +284,7 @@ struct Gallery: ParsableCommand {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: me)
             p.arguments = ["gallery", spec, "--out", out, "--work", workFolder, "--budget", budget, "--shard", "\(i)/\(jobs)",
-                           "--under-parent-lock"] + (keepCheckpoints ? ["--keep-checkpoints"] : [])
+                           "--under-parent-lock"] + (keepCheckpoints ? ["--keep-checkpoints"] : []) + (oneAtATime ? ["--one-at-a-time"] : [])
             try p.run()
             return p
         }
@@ -315,6 +333,8 @@ final class GalleryProgress {
     var finishedCost = 0.0
     var finished = 0
     var current = 0
+    /// Results the current run computes together (a batch), from `current` on.
+    var span = 1
     var fraction = 0.0
     var last = Date.distantPast
 
@@ -334,21 +354,36 @@ final class GalleryProgress {
     /// Seconds left: the model's estimate of what remains, scaled by how fast the finished
     /// part went against its estimate.
     var secondsLeft: Double {
-        let remaining = costs.dropFirst(current).reduce(0, +) - fraction * (costs.indices.contains(current) ? costs[current] : 0)
-        let doneCost = finishedCost + fraction * (costs.indices.contains(current) ? costs[current] : 0)
+        let running = costs.dropFirst(current).prefix(span).reduce(0, +)
+        let remaining = costs.dropFirst(current).reduce(0, +) - fraction * running
+        let doneCost = finishedCost + fraction * running
         let elapsed = Date().timeIntervalSince(started)
         guard doneCost > 0, elapsed > 5 else { return remaining }
         return remaining * elapsed / doneCost
     }
 
-    func begin(_ i: Int) {
-        current = i; fraction = 0
+    /// Starts the run of `pending[i..<i + count]` (a batch when `count` > 1).
+    func begin(_ i: Int, count: Int = 1) {
+        current = i; span = count; fraction = 0
         if !enabled && !quiet {
-            let e = pending[i]
-            print("[\(alreadyDone + finished + 1)/\(total)] \(e.modelName): \(e.title)")
+            let first = alreadyDone + finished + 1
+            let numbers = count > 1 ? "\(first)-\(first + count - 1)" : "\(first)"
+            print("[\(numbers)/\(total)] \(pending[i].modelName): \(title(i))")
             fflush(stdout)
         }
         draw(force: true)
+    }
+
+    /// The title of the run starting at `pending[i]`: the result's, or the batch's.
+    func title(_ i: Int) -> String {
+        span > 1 ? GalleryBuilder.title(ofBatch: Array(pending[i..<Swift.min(i + span, pending.count)])) : pending[i].title
+    }
+
+    /// ", in N batches" for a build that batches some of its results.
+    static func batchNote(_ batches: [[Experiment]]) -> String {
+        let batched = batches.filter { $0.count > 1 }
+        guard !batched.isEmpty else { return "" }
+        return " (\(batched.reduce(0) { $0 + $1.count }) of them in \(batched.count) batches)"
     }
 
     func update(iteration t: Int, of n: Int) {
@@ -358,7 +393,7 @@ final class GalleryProgress {
 
     func end(_ i: Int, finished ok: Bool) {
         if ok { finished += 1; finishedCost += costs[i] }
-        current = i + 1; fraction = 0
+        if i + 1 >= current + span { current = i + 1; span = 1; fraction = 0 }
     }
 
     func draw(force: Bool) {
@@ -368,7 +403,7 @@ final class GalleryProgress {
         let done = alreadyDone + finished
         let head = (shardLabel.map { "shard \($0): " } ?? "gallery: ") +
             "\(done)/\(total) done, \(total - done) left, ETA \(ProgressLine.duration(secondsLeft))"
-        var title = "\(e.modelName): \(e.title)"
+        var title = "\(e.modelName): \(self.title(current))"
         if title.count > 48 { title = String(title.prefix(47)) + "…" }
         let line = String(format: "\r%@ | %@ %3.0f%%\u{1B}[K", head, title, fraction * 100)
         FileHandle.standardError.write(Data(line.utf8))

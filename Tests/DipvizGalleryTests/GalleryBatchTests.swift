@@ -1,0 +1,111 @@
+import DipvizGallery
+import DipvizImage
+import DipvizONNX
+import DipvizTensor
+import DipvizVisualize
+import Foundation
+import Testing
+
+@Suite("Gallery batches")
+struct GalleryBatchTests {
+    /// A spec over two tiny classifiers that take batches (units of one, classes of the other)
+    /// and one whose input fixes a batch of one, in a temporary folder.
+    static func fixture(iterations: Int = 6) throws -> (dir: URL, spec: GallerySpec) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-gallery-batch-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var units = ONNXGraphBuilder(seed: 3)
+        units.conv(4, kernel: 3, pad: 1); units.relu(); units.maxPool(2, stride: 2); units.conv(4, kernel: 3, pad: 1); units.relu()
+        try units.model(name: "units", inputShape: [nil, 3, nil, nil]).encode().write(to: dir.appendingPathComponent("units.onnx"))
+        try units.model(name: "one", inputShape: [1, 3, nil, nil]).encode().write(to: dir.appendingPathComponent("one.onnx"))
+        var classes = ONNXGraphBuilder(seed: 5)
+        classes.conv(4, kernel: 3, pad: 1); classes.relu(); classes.maxPool(2, stride: 2)
+        classes.flatten(features: 4 * 8 * 8); classes.linear(5)
+        try classes.model(name: "classes", inputShape: [nil, 3, 16, 16]).encode().write(to: dir.appendingPathComponent("classes.onnx"))
+        let json = """
+        {"title": "Batches", "budgets": {"quick": {"size": 16, "dip_iterations": \(iterations), "tv_iterations": \(iterations)}},
+         "models": [{"name": "Units", "path": "units.onnx", "maximization": {"layer": "conv2", "units": "0-3", "priors": ["tv", "fft"]}},
+                    {"name": "Classes", "path": "classes.onnx", "classes": {"names": ["0", "2", "4"], "priors": ["pixel"]}},
+                    {"name": "One", "path": "one.onnx", "maximization": {"layer": "conv2", "units": "0-1", "priors": ["tv"]}}]}
+        """
+        return (dir, try JSONDecoder().decode(GallerySpec.self, from: Data(json.utf8)))
+    }
+
+    /// Every file of a published result except the time it took: bytes, with metrics.json's
+    /// `seconds` fields removed (a batch's time is shared out among its targets).
+    static func published(_ builder: GalleryBuilder, _ e: Experiment) throws -> [String: Data] {
+        let root = builder.resultDirectory(e)
+        var out: [String: Data] = [:]
+        for f in FileManager.default.enumerator(atPath: root)!.compactMap({ $0 as? String }).sorted() {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: root + "/" + f, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            var data = try Data(contentsOf: URL(fileURLWithPath: root + "/" + f))
+            if f == "metrics.json" {
+                var m = try ResultJSON.decoder.decode(RunMetrics.self, from: data)
+                m.seconds = 0
+                for i in m.results.indices { m.results[i].seconds = 0 }
+                data = try ResultJSON.encoder.encode(m)
+            }
+            out[f] = data
+        }
+        return out
+    }
+
+    @Test func batchesPublishWhatEachExperimentGetsAlone() throws {
+        let (dir, spec) = try GalleryBatchTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let alone = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: dir.appendingPathComponent("alone").path)
+        alone.batching = false
+        #expect(alone.batches(alone.pending).allSatisfy { $0.count == 1 })
+        for e in alone.pending { #expect(try alone.run(e) == .finished) }
+        let batched = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: dir.appendingPathComponent("batched").path)
+        let batches = batched.batches(batched.pending)
+        // Units 0-3 under tv and under fft, the three classes together; SqueezeNet-like "One" alone.
+        #expect(batches.map(\.count) == [4, 4, 3, 1, 1], "\(batches.map { $0.map(\.title) })")
+        #expect(batches[0].allSatisfy { $0.prior == .tv } && batches[1].allSatisfy { $0.prior == .fft })
+        #expect(Set(batches.flatMap { $0 }.map(\.key)) == Set(batched.experiments.map(\.key)))
+        for members in batches { #expect(try batched.run(batch: members) == .finished) }
+        #expect(batched.pending.isEmpty)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: batched.work + "/runs")) ?? []).isEmpty)
+        for e in batched.experiments {
+            let a = try GalleryBatchTests.published(alone, e), b = try GalleryBatchTests.published(batched, e)
+            #expect(a.keys.sorted() == b.keys.sorted(), "\(e.title)")
+            #expect(a.keys.contains("image.png") && a.keys.contains { $0.hasPrefix("snapshots/iter-") })
+            for (name, data) in a where b[name] != data { Issue.record("\(e.title): \(name) differs between a batch and a run alone") }
+        }
+        // The targets differ, so the comparison above can fail.
+        let images = Set(batches[0].map { (try? Data(contentsOf: URL(fileURLWithPath: batched.resultDirectory($0) + "/image.png"))) ?? Data() })
+        #expect(images.count == 4)
+        // A second builder reuses every batched result.
+        #expect(try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: batched.output).pending.isEmpty)
+    }
+
+    @Test func aKilledBatchResumesFromItsCheckpoint() throws {
+        let (dir, spec) = try GalleryBatchTests.fixture(iterations: 8)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("site").path
+        let builder = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: out)
+        let members = builder.batches(builder.pending)[0]
+        #expect(members.count == 4)
+        var control = RunControl()
+        var steps = 0
+        control.progress = { t, _, _ in steps = t }
+        control.shouldStop = { steps >= 3 }
+        #expect(try builder.run(batch: members, control: control) == .interrupted)
+        let runPath = builder.batchDirectory(members)
+        #expect(FileManager.default.fileExists(atPath: runPath + "/checkpoints/batch.ckpt"))
+        #expect(members.allSatisfy { !builder.isDone($0) })
+        // A new process finds the same batch and its checkpoint.
+        let again = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: out)
+        let resumed = again.batches(again.pending)[0]
+        #expect(resumed.map(\.key) == members.map(\.key) && again.batchDirectory(resumed) == runPath)
+        #expect(try again.run(batch: resumed) == .finished)
+        #expect(!FileManager.default.fileExists(atPath: runPath))
+        let alone = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: dir.appendingPathComponent("alone").path)
+        for e in members {
+            #expect(try alone.run(e) == .finished)
+            let a = try GalleryBatchTests.published(alone, e), b = try GalleryBatchTests.published(again, e)
+            #expect(a.keys.sorted() == b.keys.sorted())
+            for (name, data) in a where b[name] != data { Issue.record("\(e.title): \(name) differs after a resumed batch") }
+        }
+    }
+}
