@@ -100,6 +100,17 @@ extension GalleryBuilder {
         let fm = FileManager.default
         let spec = GalleryBuilder.batchSpec(members)
         let runPath = batchDirectory(members)
+        // A batch left unfinished by a shard continues from its checkpoint, as a single run does.
+        if shard == nil, !fm.fileExists(atPath: runPath) {
+            let shardsRoot = (work as NSString).appendingPathComponent("shards")
+            let name = (runPath as NSString).lastPathComponent
+            if let unfinished = ((try? fm.contentsOfDirectory(atPath: shardsRoot)) ?? []).sorted()
+                .map({ (shardsRoot as NSString).appendingPathComponent("\($0)/runs/\(name)") })
+                .first(where: { fm.fileExists(atPath: $0 + "/run.json") }) {
+                try? fm.createDirectory(atPath: (runPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try? fm.moveItem(atPath: unfinished, toPath: runPath)
+            }
+        }
         let outcome: Runner.Outcome
         do {
             let folder = try ResultFolder(path: runPath)
