@@ -77,7 +77,11 @@ extension Maximization {
             } ?? x
             let t = iteration
             iteration += 1
-            var loss: Tensor? = nil
+            // The data terms and the regularisers are summed apart, regularisers last: the
+            // backward pass then reaches each image's parameters through its image first and its
+            // regulariser after, in the order a run alone does, so their gradients add up to the
+            // same floats.
+            var data: Tensor? = nil, regularizers: Tensor? = nil
             var values: [String: Double] = [:]
             for (i, a) in try activations(seen).enumerated() {
                 var l: Tensor
@@ -86,12 +90,16 @@ extension Maximization {
                 case .reach(let v): l = (a - v).abs()
                 }
                 if weight != 1 { l = l.scaled(by: weight) }
-                if let r = parts[i].regularizer(iteration: t) { l = l + r }
                 values["activation/\(i)"] = Double(a.item)
-                values["loss/\(i)"] = Double(l.item)
-                loss = loss.map { $0 + l } ?? l
+                if let r = parts[i].regularizer(iteration: t) {
+                    values["loss/\(i)"] = Double(GradMode.withoutGrad { l + r }.item)
+                    regularizers = regularizers.map { $0 + r } ?? r
+                } else {
+                    values["loss/\(i)"] = Double(l.item)
+                }
+                data = data.map { $0 + l } ?? l
             }
-            return (loss!, values)
+            return (regularizers.map { data! + $0 } ?? data!, values)
         }
         return try (0..<n).map { i in
             let image = record.image.slice(axis: 0, start: i, end: i + 1).detached()
