@@ -124,7 +124,11 @@ struct GalleryBatchTests {
         let again = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: out)
         let resumed = again.batches(again.pending)[0]
         #expect(resumed.map(\.key) == members.map(\.key) && again.batchDirectory(resumed) == runPath)
-        #expect(try again.run(batch: resumed) == .finished)
+        var resumedSteps = 0
+        var counting = RunControl()
+        counting.progress = { _, _, _ in resumedSteps += 1 }
+        #expect(try again.run(batch: resumed, control: counting) == .finished)
+        #expect(resumedSteps == 8 - 3, "the batch continued from its checkpoint, not from the start")
         #expect(!FileManager.default.fileExists(atPath: runPath))
         let alone = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: dir.appendingPathComponent("alone").path)
         for e in members {

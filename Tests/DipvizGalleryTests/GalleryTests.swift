@@ -62,6 +62,16 @@ struct GalleryTests {
         // The grids show thumbnails, no larger than asked; the site holds no working state.
         let grid = try String(contentsOfFile: out + "/maximization-tiny-net.html", encoding: .utf8)
         #expect(grid.contains("/thumbs/image.png"), "\(grid)")
+        // Each unit shows its activation map on the sample photo, scaled per unit: its highest
+        // value is the ramp's brightest colour.
+        #expect(grid.contains("activations/tiny-net/conv2/unit-1-photo.png"), "\(grid)")
+        let unitPage = builder.experiments.first { $0.unit == 1 }.map { out + "/results/\($0.key)/index.html" } ?? ""
+        let unitHTML = try String(contentsOfFile: unitPage, encoding: .utf8)
+        #expect(unitHTML.contains("What it responds to") && unitHTML.contains("../../activations/tiny-net/conv2/unit-1-photo.png"))
+        #expect(unitHTML.contains("<h2>Reproduce</h2>") && unitHTML.contains("Objective: <code>conv2 channel 1"))
+        let map = try PNG.read(path: out + "/activations/tiny-net/conv2/unit-1-photo.png")
+        #expect(map.width >= 96 && map.width == map.height)
+        #expect(stride(from: 0, to: map.pixels.count, by: 3).contains { map.pixels[$0] == 252 && map.pixels[$0 + 1] == 255 && map.pixels[$0 + 2] == 164 })
         let thumbs = files.filter { $0.contains("/thumbs/") && $0.hasSuffix(".png") }
         #expect(thumbs.count >= builder.experiments.count)
         for t in thumbs {
