@@ -10,9 +10,17 @@ import Foundation
 /// each experiment's own result folder, exactly what its single-target spec writes alone (its
 /// run.json holds that spec, so keys, reuse, merges and reproduce commands are unchanged).
 extension GalleryBuilder {
-    /// The most experiments one batch computes: a DIP batch holds a generator, its Adam state
-    /// and its activations per target, so memory grows with the batch.
+    /// The most experiments one batch computes.
     public static let batchLimit = 8
+
+    /// The most experiments one batch of `spec` computes: a DIP batch holds a generator, its
+    /// Adam state and its activations per target (measured at 128 px: 1.5 GB of memory for 8,
+    /// against 0.34 GB for one), which grow with the pixels, so larger DIP images come in
+    /// smaller batches (8 at 128 px, 2 at 224); the other priors hold little per target.
+    public static func batchLimit(for spec: RunSpec) -> Int {
+        guard spec.prior.kind == .dip else { return batchLimit }
+        return Swift.max(1, Swift.min(batchLimit, batchLimit * 128 * 128 / (spec.size * spec.size)))
+    }
 
     /// The spec of `e` with its target removed, when `e` may share a batch: a single-target
     /// maximisation of a channel or class score through a network that takes batches. Two
@@ -43,7 +51,7 @@ extension GalleryBuilder {
         }
     }
 
-    /// `experiments` cut into what one run computes: batches of up to `batchLimit` experiments
+    /// `experiments` cut into what one run computes: batches of up to `batchLimit(for:)` experiments
     /// with the same signature (in the order of their first member), and every other experiment
     /// alone. Members of a batch come from `experiments` only, so a batch never spans two
     /// processes' shares. With `batching` off, every experiment is alone.
@@ -53,7 +61,7 @@ extension GalleryBuilder {
         var open: [Data: Int] = [:]
         for e in experiments {
             guard let signature = batchSignature(e) else { out.append([e]); continue }
-            if let i = open[signature], out[i].count < GalleryBuilder.batchLimit {
+            if let i = open[signature], out[i].count < GalleryBuilder.batchLimit(for: e.spec) {
                 out[i].append(e)
             } else {
                 open[signature] = out.count

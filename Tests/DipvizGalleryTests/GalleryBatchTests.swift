@@ -101,6 +101,15 @@ struct GalleryBatchTests {
         // The targets differ, so the comparison above can fail.
         let images = Set(batches[0].map { (try? Data(contentsOf: URL(fileURLWithPath: batched.resultDirectory($0) + "/image.png"))) ?? Data() })
         #expect(images.count > 1)
+        // DIP batches shrink with the image: a generator per target.
+        var large = batches[0][0].spec
+        #expect(GalleryBuilder.batchLimit(for: large) == 8)
+        large.size = 224
+        #expect(GalleryBuilder.batchLimit(for: large) == 8)
+        large.prior.kind = .dip
+        #expect(GalleryBuilder.batchLimit(for: large) == 2)
+        large.size = 128
+        #expect(GalleryBuilder.batchLimit(for: large) == 8)
         // A second builder reuses every batched result.
         #expect(try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: batched.output).pending.isEmpty)
     }
