@@ -26,7 +26,7 @@ extension GalleryBuilder {
     /// maximisation of a channel or class score through a network that takes batches. Two
     /// experiments with the same signature differ only in their target.
     func batchSignature(_ e: Experiment) -> Data? {
-        guard case .maximization(var m) = e.spec.objective, m.targets.count == 1, m.batch == nil, m.reference == nil else { return nil }
+        guard case .maximization(var m) = e.spec.objective, m.targets.count == 1, m.batch == nil, m.images == nil, m.reference == nil else { return nil }
         switch m.targets[0] {
         case .channel, .classScore: break
         case .neuron, .expression: return nil

@@ -31,24 +31,30 @@ extension Maximization {
     /// Maximises `targets` of `objective` together (see `BatchParametrization`): every target
     /// starts from the seed it would have alone and sees the random transforms it would see
     /// alone. Returns one loop record (image [1, 3, H, W], curve) and metrics per target.
-    static func runBatch(probe: Probe, spec: RunSpec, objective m: MaximizationObjective, targets: [ActivationTarget], names: [String],
-                         reference x0: Tensor?, control: RunControl, resume: Checkpoint?) throws -> [(RunRecordOfLoop, ResultMetrics)] {
-        let h = spec.size, w = spec.size, n = targets.count
+    /// `targets` pairs each result's target with the seed it starts from (its images and random
+    /// transforms). The expression's diversity terms, if any, are added over the whole batch.
+    static func runBatch(probe: Probe, spec: RunSpec, objective m: MaximizationObjective, targets seeded: [(target: ActivationTarget, seed: UInt64)],
+                         names: [String], reference x0: Tensor?, control: RunControl, resume: Checkpoint?) throws -> [(RunRecordOfLoop, ResultMetrics)] {
+        let h = spec.size, w = spec.size, n = seeded.count
+        let targets = seeded.map(\.target)
         let evaluators = try targets.map { try evaluator(probe: probe, layer: m.layer, target: $0) }
-        let tensors = evaluators.reduce(into: [String]()) { all, e in for t in e.0 where !all.contains(t) { all.append(t) } }
-        /// Per target: its activation on its own image (item i of the batch).
-        func activations(_ x: Tensor) throws -> [Tensor] {
+        let diversity = m.expression?.batchEvaluator()
+        let tensors = (evaluators.map(\.0) + [diversity?.0 ?? []]).reduce(into: [String]()) { all, e in for t in e where !all.contains(t) { all.append(t) } }
+        /// Per target: its activation on its own image (item i of the batch); and the batch's
+        /// diversity terms.
+        func activations(_ x: Tensor) throws -> ([Tensor], Tensor?) {
             let features = try probe.features(x, layers: tensors)
-            return try evaluators.enumerated().map { i, e in
+            let each = try evaluators.enumerated().map { i, e in
                 try e.1(e.0.map { name in features[tensors.firstIndex(of: name)!].slice(axis: 0, start: i, end: i + 1) })
             }
+            return (each, diversity.map { d in d.1(d.0.map { features[tensors.firstIndex(of: $0)!] }) })
         }
         /// Target i's activation on one image alone: how a run of that target alone measures its
         /// start and end values (a batched pass may round differently in the last bit).
         func single(_ i: Int, _ x: Tensor) throws -> Tensor { try evaluators[i].1(try probe.features(x, layers: evaluators[i].0)) }
         let behaviour = spec.prior.behaviour
-        let parts = try (0..<n).map { _ in
-            try behaviour.parametrization(spec.prior, height: h, width: w, seed: spec.seed, jitter: m.jitter, iterations: spec.iterations)
+        let parts = try seeded.map { s in
+            try behaviour.parametrization(spec.prior, height: h, width: w, seed: s.seed, jitter: m.jitter, iterations: spec.iterations)
         }
         let p = BatchParametrization(parts)
         let start = try resume?.restore(into: p) ?? 0
@@ -68,8 +74,8 @@ extension Maximization {
                                   control: batchControl) { x in
             // Each image under the transforms it would draw alone.
             let seen = try m.transforms.map { settings -> Tensor in
-                let maps = (0..<n).map { _ -> AffineMap in
-                    var g = iterationGenerator(seed: spec.seed, iteration: iteration, stream: 3)
+                let maps = seeded.map { s -> AffineMap in
+                    var g = iterationGenerator(seed: s.seed, iteration: iteration, stream: 3)
                     return settings.randomMap(height: h, width: w, generator: &g)
                 }
                 guard maps.count == x.shape[0] else { throw VisualizeError.invalid("batch of \(x.shape[0]) images for \(maps.count) targets") }
@@ -83,7 +89,8 @@ extension Maximization {
             // same floats.
             var data: Tensor? = nil, regularizers: Tensor? = nil
             var values: [String: Double] = [:]
-            for (i, a) in try activations(seen).enumerated() {
+            let (each, batchTerms) = try activations(seen)
+            for (i, a) in each.enumerated() {
                 var l: Tensor
                 switch m.goal {
                 case .maximize: l = -a
@@ -99,13 +106,19 @@ extension Maximization {
                 }
                 data = data.map { $0 + l } ?? l
             }
+            if let batchTerms {
+                // Part of the maximised objective: subtracted from the data term, weighted like the activations.
+                values["diversity"] = Double(batchTerms.item)
+                data = data! - (weight == 1 ? batchTerms : batchTerms.scaled(by: weight))
+            }
             return (regularizers.map { data! + $0 } ?? data!, values)
         }
         return try (0..<n).map { i in
             let image = record.image.slice(axis: 0, start: i, end: i + 1).detached()
             let curve = record.curve.map { point in
                 CurvePoint(iteration: point.iteration, loss: point.values["loss/\(i)"] ?? point.loss,
-                           values: point.values["activation/\(i)"].map { ["activation": $0] } ?? [:])
+                           values: (point.values["activation/\(i)"].map { ["activation": $0] } ?? [:])
+                               .merging(point.values["diversity"].map { ["diversity": $0] } ?? [:]) { a, _ in a })
             }
             let loop = RunRecordOfLoop(image: image, curve: curve, iterations: record.iterations, seconds: record.seconds / Double(n),
                                        ending: record.ending, message: record.message)

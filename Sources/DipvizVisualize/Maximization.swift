@@ -70,20 +70,20 @@ enum Maximization {
     }
 
     /// Maximises one target of `objective`.
-    static func run(probe: Probe, spec: RunSpec, objective m: MaximizationObjective, target: ActivationTarget, name: String,
+    static func run(probe: Probe, spec: RunSpec, objective m: MaximizationObjective, target: ActivationTarget, seed: UInt64, name: String,
                     reference x0: Tensor?, control: RunControl, resume: Checkpoint?) throws -> (RunRecordOfLoop, ResultMetrics) {
         let h = spec.size, w = spec.size
         let (tensors, measure) = try evaluator(probe: probe, layer: m.layer, target: target)
         func act(_ x: Tensor) throws -> Tensor { try measure(try probe.features(x, layers: tensors)) }
         let behaviour = spec.prior.behaviour
-        let p = try behaviour.parametrization(spec.prior, height: h, width: w, seed: spec.seed, jitter: m.jitter, iterations: spec.iterations)
+        let p = try behaviour.parametrization(spec.prior, height: h, width: w, seed: seed, jitter: m.jitter, iterations: spec.iterations)
         let start = try resume?.restore(into: p) ?? 0
         let activationStart = try resume?.startValue ?? GradMode.withoutGrad { Double(try act(p.cleanImage()).item) }
         let weight = behaviour.activationWeight(spec.prior)
         var iteration = start
         let record = try optimize(p, iterations: spec.iterations, startIteration: start, curve: resume?.curve ?? [],
                                   secondsBefore: resume?.seconds ?? 0, startValue: activationStart, control: control) { x in
-            let a = try act(transformed(x, m.transforms, seed: spec.seed, iteration: iteration))
+            let a = try act(transformed(x, m.transforms, seed: seed, iteration: iteration))
             iteration += 1
             var loss: Tensor
             switch m.goal {

@@ -13,12 +13,20 @@ import Foundation
 ///     class(black swan)            a class logit (a name from the labels, or an index)
 ///     probability(100)             a class's softmax probability
 ///     conv4:12 - 0.5*conv4:40      weighted sums and differences; -conv4:3 negates
+///     diversity(conv4)             Lucid's diversity term over a batch of images (`--images N`):
+///                                  each image's Gram matrix of the layer's channels, scaled to
+///                                  unit Frobenius norm, and its summed cosine similarity with the
+///                                  other images' Gram matrices, averaged over the images
+///                                  (lucid/optvis/objectives.py, `diversity`). It measures how
+///                                  alike the images are, so it is subtracted, as in Lucid:
+///                                  `conv4:12 - 100*diversity(conv4)`. It is 0 for one image, and
+///                                  the `activation` reported per image leaves it out.
 ///
 /// Terms are joined by " + " or " - " with spaces around the sign (layer and class names may
 /// hold a '-'); a weight is a number and '*' before a term.
 public struct ObjectiveExpression: Codable, Equatable, Sendable {
     public struct Term: Codable, Equatable, Sendable {
-        public enum Kind: String, Codable, Sendable { case channel, neuron, direction, classLogit = "class", classProbability = "probability" }
+        public enum Kind: String, Codable, Sendable { case channel, neuron, direction, classLogit = "class", classProbability = "probability", diversity }
         public var weight: Float
         public var kind: Kind
         public var layer: String?
@@ -39,7 +47,7 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
             case .neuron: return index.map { .neuron(unit: $0, y: y, x: x) }
             case .classLogit: return index.map { .classScore(index: $0, probability: false) }
             case .classProbability: return index.map { .classScore(index: $0, probability: true) }
-            case .direction: return nil
+            case .direction, .diversity: return nil
             }
         }
     }
@@ -48,7 +56,10 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
     public var text: String
     public var terms: [Term]
 
-    static let syntax = "write terms such as conv4:12, conv4:12@6,6, direction(conv5, v.npy), class(black swan) or probability(100), joined by ' + ' or ' - ', each with an optional WEIGHT*, e.g. 'conv4:12 - 0.5*conv4:40'"
+    static let syntax = "write terms such as conv4:12, conv4:12@6,6, direction(conv5, v.npy), class(black swan), probability(100) or diversity(conv4), joined by ' + ' or ' - ', each with an optional WEIGHT*, e.g. 'conv4:12 - 0.5*conv4:40'"
+
+    /// Whether a term compares the images of a batch (needs several images).
+    public var hasDiversity: Bool { terms.contains { $0.kind == .diversity } }
 
     /// Parses `text`; class names are looked up in `labels`, and direction files are read and
     /// hashed (paths relative to the working directory).
@@ -94,6 +105,9 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
                     throw bad(labels.isEmpty ? "no labels beside the model to look up '\(argument)'; give the class index" : "no class named '\(argument)' in the labels")
                 }
                 return Term(weight: weight, kind: name == "class" ? .classLogit : .classProbability, index: index)
+            case "diversity":
+                guard !argument.isEmpty, !argument.contains(",") else { throw bad("diversity takes (LAYER)") }
+                return Term(weight: weight, kind: .diversity, layer: argument)
             case "direction":
                 let parts = argument.split(separator: ",", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
                 guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { throw bad("direction takes (LAYER, FILE.npy)") }
@@ -114,11 +128,12 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
         return Term(weight: weight, kind: .neuron, layer: layer, index: unit, y: y, x: x)
     }
 
-    /// The tensors the expression reads and its value from them (a scalar, differentiable).
+    /// The tensors the expression reads and its value from them for one image (a scalar,
+    /// differentiable), without the diversity terms (`batchEvaluator` has those).
     func evaluator(probe: Probe) throws -> ([String], ([Tensor]) throws -> Tensor) {
         var tensors: [String] = []
         var parts: [(Float, Int, (Tensor) throws -> Tensor)] = []
-        for term in terms {
+        for term in terms where term.kind != .diversity {
             let tensor: String, measure: (Tensor) throws -> Tensor
             if let target = term.target {
                 (tensor, measure) = try Maximization.activation(probe: probe, layer: term.layer, target: target)
@@ -145,7 +160,42 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
                 let weighted = w == 1 ? value : value.scaled(by: w)
                 total = total.map { $0 + weighted } ?? weighted
             }
+            // An expression of diversity terms alone is 0 for one image.
+            return total ?? Tensor(scalar: 0)
+        })
+    }
+
+    /// The tensors the diversity terms read and their weighted sum over a whole batch (nil
+    /// when the expression has none).
+    func batchEvaluator() -> ([String], ([Tensor]) -> Tensor)? {
+        let diversity = terms.filter { $0.kind == .diversity }
+        guard !diversity.isEmpty else { return nil }
+        let tensors = diversity.compactMap(\.layer).reduce(into: [String]()) { all, l in if !all.contains(l) { all.append(l) } }
+        return (tensors, { features in
+            var total: Tensor? = nil
+            for term in diversity {
+                let value = ObjectiveExpression.diversity(features[tensors.firstIndex(of: term.layer!)!]).scaled(by: term.weight)
+                total = total.map { $0 + value } ?? value
+            }
             return total!
         })
+    }
+
+    /// Lucid's diversity of a batch y [B, C, ...]: per image the Gram matrix G = F Fᵀ of its
+    /// channels F [C, positions], divided by its Frobenius norm; then the sum over ordered pairs
+    /// i ≠ j of <G_i, G_j>, divided by B. 0 for B = 1; B - 1 when all images are alike.
+    public static func diversity(_ y: Tensor) -> Tensor {
+        let b = y.shape[0], c = y.rank >= 2 ? y.shape[1] : 1
+        let flat = y.reshaped([b, c, -1])
+        let grams = (0..<b).map { i -> Tensor in
+            let f = flat.slice(axis: 0, start: i, end: i + 1).reshaped([c, -1])
+            let g = f.matmul(f, transposeOther: true)
+            // l2_normalize's epsilon (1e-10 on the squared norm) keeps an all-zero map finite.
+            let norm = g.squared().sum().shifted(by: 1e-10).sqrt().reshaped([1, 1])
+            return g / norm
+        }
+        var total = Tensor(scalar: 0)
+        for i in 0..<b { for j in 0..<b where j != i { total = total + (grams[i] * grams[j]).sum() } }
+        return total.scaled(by: 1 / Float(b))
     }
 }

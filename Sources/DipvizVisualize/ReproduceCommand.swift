@@ -50,6 +50,7 @@ extension RunSpec {
             if m.jitter != 0 { args += ["--jitter", "\(m.jitter)"] }
             if let r = m.reference { args += ["--reference", r.path] }
             if m.targets.count > 1 && m.batch != true { args.append("--one-at-a-time") }
+            if let n = m.images { args += ["--images", "\(n)"] }
             if m.transforms != .standard { args += ["--transforms", m.transforms?.argument ?? "none"] }
         }
         args += ["--prior", prior.kind.rawValue]

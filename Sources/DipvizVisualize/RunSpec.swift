@@ -48,7 +48,9 @@ public struct RunSpec: Codable, Equatable, Sendable {
     public var resultNames: [String] {
         switch objective {
         case .inversion: return ["image"]
-        case .maximization(let m): return m.targets.count == 1 ? ["image"] : m.targets.map(\.label)
+        case .maximization(let m):
+            if let n = m.images { return (0..<n).map { "image-\($0)" } }
+            return m.targets.count == 1 ? ["image"] : m.targets.map(\.label)
         }
     }
 }
@@ -123,7 +125,7 @@ public enum Objective: Codable, Equatable, Sendable {
         }
     }
 
-    var isBatched: Bool { if case .maximization(let m) = self { return m.batch == true }; return false }
+    var isBatched: Bool { if case .maximization(let m) = self { return m.batch == true || m.images != nil }; return false }
 
     public var kindName: String {
         switch self { case .inversion: return "inversion"; case .maximization: return "maximization" }
@@ -149,6 +151,9 @@ public struct MaximizationObjective: Codable, Equatable, Sendable {
     public var transforms: TransformSettings?
     /// Several targets optimised together in one batch (nil or false: one after another).
     public var batch: Bool?
+    /// Images of the (single) target, each from its own seed (the run's seed + k for image k),
+    /// optimised in one batch, so that a diversity term can compare them (nil: one image).
+    public var images: Int?
 
     public init(layer: String?, targets: [ActivationTarget], goal: MaximizationGoal = .maximize, jitter: Int = 0,
                 reference: FileReference? = nil) {
@@ -163,6 +168,12 @@ public struct MaximizationObjective: Codable, Equatable, Sendable {
     }
 
     var isClass: Bool { targets.contains { if case .classScore = $0 { return true }; return false } }
+    /// Results of the run: one per target, or `images` of the one target.
+    public var resultCount: Int { images ?? targets.count }
+    /// Result i's target and the seed it starts from.
+    func result(_ i: Int, seed: UInt64) -> (target: ActivationTarget, seed: UInt64) {
+        images == nil ? (targets[i], seed) : (targets[0], seed &+ UInt64(i))
+    }
     /// The objective expression, when the target is one.
     var expression: ObjectiveExpression? { if case let .expression(e)? = targets.first { return e }; return nil }
 }
@@ -308,6 +319,8 @@ public struct RunRequest: Sendable {
     public var transforms: TransformSettings? = .standard
     /// Whether several targets of a maximisation are optimised in one batch.
     public var batch = true
+    /// Images of one maximisation target, from seeds seed, seed + 1, ... (nil: one).
+    public var images: Int?
 
     public init(model: String, task: Task, prior: PriorKind) { self.model = model; self.task = task; self.prior = prior }
 }
@@ -319,7 +332,7 @@ extension RunSpec {
         let model = ModelSource(file: try FileReference.make(request.model, what: "model"), preprocessing: request.preprocessing)
         let preprocessing = try request.preprocessing ?? Preprocessing.forModel(network.model)
         let size = try workingSize(network, preprocessing, requested: request.size)
-        let objective: Objective
+        var objective: Objective
         switch request.task {
         case let .inversion(image, layers):
             objective = .inversion(InversionObjective(image: try FileReference.make(image, what: "photo"), layers: layers))
@@ -327,6 +340,10 @@ extension RunSpec {
             objective = .maximization(MaximizationObjective(layer: layer, targets: targets, goal: goal, jitter: jitter,
                                                             reference: try reference.map { try FileReference.make($0, what: "reference photo") },
                                                             transforms: request.transforms, batch: targets.count > 1 ? request.batch : nil))
+            if let n = request.images, n > 1, case .maximization(var m) = objective {
+                m.images = n
+                objective = .maximization(m)
+            }
         }
         let behaviour = request.prior.behaviour
         let prior = try behaviour.settings(for: request, objective: objective, size: size, network: network)
@@ -410,7 +427,13 @@ extension RunSpec {
                 case let .expression(e):
                     try check(!e.terms.isEmpty && e.terms.allSatisfy { $0.weight.isFinite }, "objective", "'\(e.text)' needs terms with finite weights")
                     try check(m.targets.count == 1 && m.layer == nil, "objective", "an objective expression is the run's only target")
+                    try check(!e.hasDiversity || (m.images ?? 1) >= 2, "objective",
+                              "diversity(...) compares the images of a batch; give --images 2 or more (e.g. --images 4)")
                 }
+            }
+            if let n = m.images {
+                try check(n >= 2 && n <= 64, "images", "\(n); valid: 2...64 images of one target")
+                try check(m.targets.count == 1, "images", "several images are of one target; give one unit, class or objective")
             }
         }
         if let network { try validateAgainst(network, memoryLimit: memoryLimit) }
@@ -445,6 +468,9 @@ extension RunSpec {
             for l in inv.layers { _ = try shape(of: l) }
             deepest = inv.layers
         case .maximization(let m):
+            if m.expression?.hasDiversity == true, (network.imageInput?.shape?.first ?? nil) == 1 {
+                throw RunSpecError.invalid(field: "objective", message: "diversity(...) compares images optimised in one batch, and this model's input takes one image at a time (batch 1)")
+            }
             if let e = m.expression {
                 let classes = summary.last.map { $0.shape.dropFirst().reduce(1, *) } ?? Int.max
                 for term in e.terms {

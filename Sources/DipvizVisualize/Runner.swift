@@ -102,7 +102,7 @@ public enum Runner {
             let checkpointPath = folder.checkpoint(Maximization.batchCheckpointName)
             let resume = FileManager.default.fileExists(atPath: checkpointPath)
                 ? try Checkpoint.load(path: checkpointPath, specKey: spec.key, iterations: spec.iterations) : nil
-            let outcomes = try Maximization.runBatch(probe: probe, spec: spec, objective: m, targets: pending.map { m.targets[$0] },
+            let outcomes = try Maximization.runBatch(probe: probe, spec: spec, objective: m, targets: pending.map { m.result($0, seed: spec.seed) },
                                                      names: pending.map { names[$0] }, reference: photo, control: control, resume: resume)
             for ((loop, metrics), i) in zip(outcomes, pending) {
                 try folder.writeImage(loop.image, name: metrics.imageFile)
@@ -131,7 +131,8 @@ public enum Runner {
                 let models = (spec.model.file.resolved(in: record.workingDirectory) as NSString).deletingLastPathComponent
                 (metrics.lpipsAlex, metrics.lpipsVgg) = LPIPSCache.distances(loop.image, photo!, modelsDirectory: models)
             case .maximization(let m):
-                (loop, metrics) = try Maximization.run(probe: probe, spec: spec, objective: m, target: m.targets[i], name: name,
+                let (target, seed) = m.result(i, seed: spec.seed)
+                (loop, metrics) = try Maximization.run(probe: probe, spec: spec, objective: m, target: target, seed: seed, name: name,
                                                        reference: photo, control: control, resume: resume)
             }
             try folder.writeImage(loop.image, name: metrics.imageFile)

@@ -45,6 +45,9 @@ struct Maximize: ParsableCommand {
     @Flag(help: "With several units: optimise them one after another instead of in one batch.")
     var oneAtATime = false
 
+    @Option(help: "Several images of the one target, from seeds SEED, SEED+1, ..., optimised in one batch (2-64); with a diversity(LAYER) term in --objective they are pushed apart.")
+    var images: Int?
+
     @Option(help: "Class names for --class (default: a labels file beside the model).")
     var labels: String?
 
@@ -66,6 +69,10 @@ struct Maximize: ParsableCommand {
         if self.class != nil && layer != nil { throw ValidationError("--class reads the class scores; --layer goes with --unit") }
         if let window, !(window.isFinite && window > 0 && window <= 1) { throw ValidationError("--window \(window) is not valid; give 0 < window <= 1") }
         if let jitter, jitter < 0 { throw ValidationError("--jitter must not be negative") }
+        if let images, !(2...64).contains(images) { throw ValidationError("--images \(images) is not valid; give 2...64") }
+        if images != nil && (unit.map { (try? Maximize.units($0))?.count ?? 1 } ?? 1) > 1 {
+            throw ValidationError("--images makes several images of one target; give one unit, not a range")
+        }
         if let targetValue, !targetValue.isFinite { throw ValidationError("--target-value must be a finite number") }
         if let unit { _ = try Maximize.units(unit) }
         if let at { _ = try Maximize.position(at) }
@@ -94,7 +101,7 @@ struct Maximize: ParsableCommand {
             if model.model != nil { extra.append("the model") }
             for (given, name) in [(layer != nil, "--layer"), (unit != nil, "--unit"), (self.class != nil, "--class"), (objective != nil, "--objective"), (at != nil, "--at"),
                                   (neuron, "--neuron"), (window != nil, "--window"), (probability, "--probability"),
-                                  (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (transforms != nil, "--transforms"), (oneAtATime, "--one-at-a-time"), (reference != nil, "--reference"),
+                                  (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (transforms != nil, "--transforms"), (oneAtATime, "--one-at-a-time"), (images != nil, "--images"), (reference != nil, "--reference"),
                                   (!model.preprocessing.isEmpty, "the preprocessing options")] where given {
                 extra.append(name)
             }
@@ -120,6 +127,7 @@ struct Maximize: ParsableCommand {
         runOptions.fill(&request)
         if let transforms { request.transforms = try Maximize.transformSettings(transforms) }
         request.batch = !oneAtATime
+        request.images = images
         let what = objective ?? self.class.map { "class \($0)" } ?? "\(layer ?? "") unit \(unit ?? "")"
         try RunCommand.start(request, preprocessing: model.preprocessing, out: runOptions.out!,
                              label: "maximize \(what) (\(request.prior.rawValue))")

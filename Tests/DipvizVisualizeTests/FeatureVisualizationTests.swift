@@ -94,11 +94,14 @@ struct ObjectiveExpressionTests {
         ])
         let negated = try ObjectiveExpression.parse("-conv5:1", labels: [])
         #expect(negated.terms == [T(weight: -1, kind: .channel, layer: "conv5", index: 1)])
+        let diverse = try ObjectiveExpression.parse("conv4:12 - 100*diversity(conv4)", labels: [])
+        #expect(diverse.terms == [T(weight: 1, kind: .channel, layer: "conv4", index: 12), T(weight: -100, kind: .diversity, layer: "conv4")])
+        #expect(diverse.hasDiversity && !negated.hasDiversity)
     }
 
     @Test func refusesWhatIsNotAnExpression() {
         for bad in ["", "conv4", "conv4:x", "conv4:-1", "conv4:1 +", "conv4:1 + + conv4:2", "x*conv4:1", "class(zebra)", "spin(3)",
-                    "conv4:1@3", "class(black swan", "direction(conv5)", "direction(conv5, /no/such/file.npy)"] {
+                    "conv4:1@3", "class(black swan", "direction(conv5)", "direction(conv5, /no/such/file.npy)", "diversity()", "diversity(a, b)"] {
             #expect(throws: RunSpecError.self, "\(bad)") { try ObjectiveExpression.parse(bad, labels: labels) }
         }
     }
@@ -142,11 +145,11 @@ struct BatchMaximizationTests {
         let spec = RunSpec(model: ModelSource(file: FileReference(path: "tiny.onnx", hash: "h64:0")), objective: .maximization(objective),
                            prior: prior, size: 16, iterations: 6, seed: 5, snapshotEvery: 100)
         let names = targets.map(\.label)
-        let batch = try Maximization.runBatch(probe: probe, spec: spec, objective: objective, targets: targets, names: names,
+        let batch = try Maximization.runBatch(probe: probe, spec: spec, objective: objective, targets: targets.map { ($0, spec.seed) }, names: names,
                                               reference: nil, control: RunControl(), resume: nil)
         var improved = 0
         for (i, target) in targets.enumerated() {
-            let (alone, metrics) = try Maximization.run(probe: probe, spec: spec, objective: objective, target: target, name: names[i],
+            let (alone, metrics) = try Maximization.run(probe: probe, spec: spec, objective: objective, target: target, seed: spec.seed, name: names[i],
                                                         reference: nil, control: RunControl(), resume: nil)
             let difference = zip(alone.image.scalars, batch[i].0.image.scalars).map { abs($0 - $1) }.max() ?? 1
             #expect(batch[i].0.image.shape == [1, 3, 16, 16])
@@ -159,5 +162,85 @@ struct BatchMaximizationTests {
         #expect(improved > 0, "the runs optimise something")
         // The targets differ from each other, so the comparison above can fail.
         #expect(batch[0].0.image.scalars != batch[1].0.image.scalars)
+    }
+}
+
+@Suite("Diversity across a batch")
+struct DiversityTests {
+    /// Lucid's formula written out with loops over plain arrays.
+    static func literal(_ y: Tensor) -> Double {
+        let b = y.shape[0], c = y.shape[1], n = y.count / (b * c)
+        let v = y.scalars
+        let grams: [[Double]] = (0..<b).map { i in
+            var g = [Double](repeating: 0, count: c * c)
+            for p in 0..<c { for q in 0..<c { for k in 0..<n { g[p * c + q] += Double(v[(i * c + p) * n + k]) * Double(v[(i * c + q) * n + k]) } } }
+            let norm = (g.reduce(0) { $0 + $1 * $1 } + 1e-10).squareRoot()
+            return g.map { $0 / norm }
+        }
+        var total = 0.0
+        for i in 0..<b { for j in 0..<b where j != i { total += zip(grams[i], grams[j]).reduce(0) { $0 + $1.0 * $1.1 } } }
+        return total / Double(b)
+    }
+
+    @Test func matchesLucidsFormulaAndItsBounds() {
+        let y = Tensor.uniform([3, 4, 5, 5], seed: 9)
+        #expect(abs(Double(ObjectiveExpression.diversity(y).item) - DiversityTests.literal(y)) < 1e-4)
+        // One image: no pairs. Identical images: each pair's cosine is 1, so B - 1.
+        #expect(ObjectiveExpression.diversity(y.slice(axis: 0, start: 0, end: 1)).item == 0)
+        let same = Tensor.concat([y.slice(axis: 0, start: 1, end: 2), y.slice(axis: 0, start: 1, end: 2)], axis: 0)
+        #expect(abs(ObjectiveExpression.diversity(same).item - 1) < 1e-5)
+    }
+
+    @Test func gradientMatchesFiniteDifferences() {
+        let y = Tensor.uniform([2, 3, 4, 4], seed: 3).shifted(by: -0.3).detached()
+        y.requiresGrad = true
+        ObjectiveExpression.diversity(y).backward()
+        let analytic = y.grad!.scalars
+        var worst: Float = 0
+        for index in stride(from: 0, to: y.count, by: 7) {
+            let plus = y.scalars, minus = y.scalars
+            var p = plus, m = minus
+            p[index] += 1e-2; m[index] -= 1e-2
+            let numeric = (DiversityTests.literal(Tensor(shape: y.shape, scalars: p)) - DiversityTests.literal(Tensor(shape: y.shape, scalars: m))) / 2e-2
+            worst = max(worst, abs(Float(numeric) - analytic[index]))
+        }
+        #expect(worst < 2e-3, "largest gradient error \(worst)")
+        #expect(analytic.contains { abs($0) > 1e-3 })
+    }
+
+    @Test func imagesOfOneTargetStartFromTheirOwnSeedsAndDiversityPushesThemApart() throws {
+        var b = ONNXGraphBuilder(seed: 11)
+        b.conv(4, kernel: 3, pad: 1); b.relu(); b.maxPool(2, stride: 2)
+        let probe = Probe(network: try ONNXNetwork(model: b.model(name: "tiny", inputShape: [nil, 3, nil, nil])), preprocessing: .torchvision)
+        let prior = PriorSpec(kind: .fft, learningRate: 0.05)
+        func spec(_ text: String, images: Int?) throws -> (RunSpec, MaximizationObjective) {
+            var m = MaximizationObjective(layer: nil, targets: [.expression(try ObjectiveExpression.parse(text, labels: []))], transforms: .standard)
+            m.images = images
+            return (RunSpec(model: ModelSource(file: FileReference(path: "tiny.onnx", hash: "h64:0")), objective: .maximization(m),
+                            prior: prior, size: 16, iterations: 8, seed: 5, snapshotEvery: 100), m)
+        }
+        // Without a diversity term, image k is the single run from seed + k.
+        let (plain, pm) = try spec("relu1:2", images: 2)
+        #expect(plain.resultNames == ["image-0", "image-1"])
+        let batch = try Maximization.runBatch(probe: probe, spec: plain, objective: pm, targets: (0..<2).map { pm.result($0, seed: plain.seed) },
+                                              names: plain.resultNames, reference: nil, control: RunControl(), resume: nil)
+        for k in 0..<2 {
+            let (alone, _) = try Maximization.run(probe: probe, spec: plain, objective: pm, target: pm.targets[0], seed: plain.seed + UInt64(k),
+                                                  name: "image", reference: nil, control: RunControl(), resume: nil)
+            let difference = zip(alone.image.scalars, batch[k].0.image.scalars).map { abs($0 - $1) }.max() ?? 1
+            #expect(difference < 1e-4, "image \(k) differs by \(difference)")
+        }
+        // With it, the batch's diversity (similarity) ends lower than without.
+        let (diverse, dm) = try spec("relu1:2 - 20*diversity(relu1)", images: 2)
+        let pushed = try Maximization.runBatch(probe: probe, spec: diverse, objective: dm, targets: (0..<2).map { dm.result($0, seed: diverse.seed) },
+                                               names: diverse.resultNames, reference: nil, control: RunControl(), resume: nil)
+        func similarity(_ r: [(RunRecordOfLoop, ResultMetrics)]) throws -> Float {
+            let x = Tensor.concat(r.map(\.0.image), axis: 0)
+            return try GradMode.withoutGrad { ObjectiveExpression.diversity(try probe.features(x, layers: ["relu1"])[0]).item }
+        }
+        #expect(try similarity(pushed) < similarity(batch) - 1e-3)
+        #expect(pushed[0].0.curve.last?.values["diversity"] != nil)
+        // Validation: a diversity term needs several images.
+        #expect(throws: RunSpecError.self) { try spec("relu1:2 - diversity(relu1)", images: nil).0.validate() }
     }
 }
