@@ -334,7 +334,16 @@ public struct GallerySite {
                     "robust": GallerySite.robustness(om) ?? ""]
         }
         let strip = GallerySite.strip(maps, unit: e.unit, root: "../../")
+        // Several images of one objective (`images`): all of them, the first one large.
+        let batch: [[String: Any]] = (builder.metrics(e)?.results ?? []).count < 2 ? [] : builder.metrics(e)!.results.map { r in
+            ["src": builder.thumbnail(e, r.imageFile).replacingOccurrences(of: "results/\(e.key)/", with: ""), "name": r.name,
+             "activation": GallerySite.format(r.activation, "%.4g"), "robust": GallerySite.robustness(r) ?? ""]
+        }
+        let diversity = (try? ResultJSON.read(CurveFile.self, path: dir + "/curve.json", what: "curve file"))?.curves[m.name]?.last?.values["diversity"]
         let context: [String: Any] = [
+            "image": m.imageFile, "batch": batch, "hasBatch": !batch.isEmpty,
+            "batchNote": "\(batch.count) images of the objective, image k from seed \(e.spec.seed)+k, optimised together"
+                + (diversity.map { "; weighted diversity terms at the end: " + GallerySite.format($0, "%.4g") } ?? ""),
             "alt": e.title, "summary": summary, "others": others, "hasOthers": !others.isEmpty, "objective": objectiveText(e) ?? "", "display": 448, "original": e.isInversion, "snapshots": snapshots, "plots": plots,
             "command": builder.command(e), "iterations": m.iterations,
             "strip": strip, "hasStrip": !strip.isEmpty, "stripNote": GallerySite.stripNote(maps, unit: e.unit),

@@ -48,6 +48,9 @@ public struct GallerySpec: Codable, Sendable {
     /// Objective expressions (`dipviz maximize --objective` syntax), each under each prior.
     public struct Objectives: Codable, Sendable {
         public var expressions: [String]
+        /// Images of each expression, optimised in one batch from seeds SEED, SEED+1, ... (what
+        /// a `diversity(LAYER)` term compares; nil: one).
+        public var images: Int?
         public var priors: [PriorKind]
     }
 
@@ -77,7 +80,7 @@ public struct GallerySpec: Codable, Sendable {
         "spec": ["title", "description", "seed", "budgets", "models"],
         "budget": ["size", "dip_iterations", "tv_iterations", "maximize_dip_iterations", "class_iterations"],
         "model": ["name", "path", "inversion", "maximization", "budgets", "classes", "objectives"],
-        "objectives": ["expressions", "priors"],
+        "objectives": ["expressions", "priors", "images"],
         "classes": ["names", "priors"],
         "inversion": ["images", "layers", "priors"],
         "maximization": ["layer", "units", "priors"],
@@ -197,6 +200,9 @@ public struct GallerySpec: Codable, Sendable {
                     throw fail("models[\(i)].classes needs names (class names or indices) and priors")
                 }
             }
+            if let o = m.objectives, let n = o.images, !(2...64).contains(n) {
+                throw fail("models[\(i)].objectives.images is \(n); valid: 2...64 (leave it out for one image)")
+            }
             if let o = m.objectives, o.expressions.isEmpty || o.priors.isEmpty {
                 throw fail("models[\(i)].objectives needs expressions and priors")
             }
@@ -272,8 +278,9 @@ extension GallerySpec {
             let net: ONNXNetwork
             do { net = try network(path) } catch { throw GalleryError.spec("model \(m.name) (\(path)): \(error)") }
             let fixedSize = net.imageInput?.shape.flatMap { $0.count == 4 ? $0[2] : nil } != nil
-            func make(_ task: RunRequest.Task, prior: PriorKind, iterations: Int) throws -> Experiment {
+            func make(_ task: RunRequest.Task, prior: PriorKind, iterations: Int, images: Int? = nil) throws -> Experiment {
                 var r = RunRequest(model: path, task: task, prior: prior)
+                r.images = images
                 r.size = fixedSize ? nil : budget.size
                 r.iterations = iterations
                 r.seed = seed ?? 0
@@ -305,7 +312,7 @@ extension GallerySpec {
                     }
                     for prior in objectives.priors {
                         out.append(try make(.maximization(layer: nil, targets: [.expression(expression)], goal: .maximize, jitter: 0, reference: nil),
-                                            prior: prior, iterations: budget.iterations(prior, maximization: true)))
+                                            prior: prior, iterations: budget.iterations(prior, maximization: true), images: objectives.images))
                     }
                 }
             }
