@@ -383,7 +383,7 @@ final class GalleryProgress {
     static func batchNote(_ batches: [[Experiment]]) -> String {
         let batched = batches.filter { $0.count > 1 }
         guard !batched.isEmpty else { return "" }
-        return " (\(batched.reduce(0) { $0 + $1.count }) of them in \(batched.count) batches)"
+        return " (\(batched.reduce(0) { $0 + $1.count }) of them in \(batched.count) batch\(batched.count == 1 ? "" : "es"))"
     }
 
     func update(iteration t: Int, of n: Int) {
