@@ -227,33 +227,41 @@ static void K(winograd_output)(const float *mm, long ld, long channels_total, lo
     }
 }
 
-static void K(narrow_gemm)(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
-                           float *c, long ldc) {
-    enum { V = DIPVIZ_VW, R = 8 };
-    for (long j = 0; j < n; j += V) {
-        long i = 0;
-        for (; i + R <= m; i += R) {
-            VF c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, c6 = 0, c7 = 0;
-            const float *a0 = a + i * lda;
-            for (long p = 0; p < k; p++) {
-                const VF bv = K(load)(b + p * ldb + j);
-                c0 += K(splat)(a0[p]) * bv;
-                c1 += K(splat)(a0[lda + p]) * bv;
-                c2 += K(splat)(a0[2 * lda + p]) * bv;
-                c3 += K(splat)(a0[3 * lda + p]) * bv;
-                c4 += K(splat)(a0[4 * lda + p]) * bv;
-                c5 += K(splat)(a0[5 * lda + p]) * bv;
-                c6 += K(splat)(a0[6 * lda + p]) * bv;
-                c7 += K(splat)(a0[7 * lda + p]) * bv;
+static void K(packed_gemm)(long m, long n, long k, const float *a, const float *b, long ldb, float *c, long ldc) {
+    // Register tile: RB rows x NV vectors (16 columns) = 12 accumulators on every path.
+    enum { V = DIPVIZ_VW, NV = 16 / DIPVIZ_VW, RB = DIPVIZ_PACKED_ROWS / NV, P = DIPVIZ_PACKED_ROWS };
+    for (long j = 0; j < n; j += NV * V) {
+        for (long blk = 0; blk * P < m; blk++) {
+            const float *ab = a + blk * k * P;
+            const long rows = m - blk * P < P ? m - blk * P : P;
+            if (rows == P) {
+                for (long r0 = 0; r0 < P; r0 += RB) {
+                    VF acc[RB][NV];
+                    for (int r = 0; r < RB; r++) for (int v = 0; v < NV; v++) acc[r][v] = 0;
+                    for (long p = 0; p < k; p++) {
+                        VF bv[NV];
+                        for (int v = 0; v < NV; v++) bv[v] = K(load)(b + p * ldb + j + v * V);
+                        const float *q = ab + p * P + r0;
+                        for (int r = 0; r < RB; r++) {
+                            const VF s = K(splat)(q[r]);
+                            for (int v = 0; v < NV; v++) acc[r][v] += s * bv[v];
+                        }
+                    }
+                    for (int r = 0; r < RB; r++)
+                        for (int v = 0; v < NV; v++) K(store)(c + (blk * P + r0 + r) * ldc + j + v * V, acc[r][v]);
+                }
+            } else {
+                // The last, partial block: its unused slots are never read.
+                for (long r = 0; r < rows; r++) {
+                    VF acc[NV];
+                    for (int v = 0; v < NV; v++) acc[v] = 0;
+                    for (long p = 0; p < k; p++) {
+                        const VF s = K(splat)(ab[p * P + r]);
+                        for (int v = 0; v < NV; v++) acc[v] += s * K(load)(b + p * ldb + j + v * V);
+                    }
+                    for (int v = 0; v < NV; v++) K(store)(c + (blk * P + r) * ldc + j + v * V, acc[v]);
+                }
             }
-            float *d = c + i * ldc + j;
-            K(store)(d, c0); K(store)(d + ldc, c1); K(store)(d + 2 * ldc, c2); K(store)(d + 3 * ldc, c3);
-            K(store)(d + 4 * ldc, c4); K(store)(d + 5 * ldc, c5); K(store)(d + 6 * ldc, c6); K(store)(d + 7 * ldc, c7);
-        }
-        for (; i < m; i++) {
-            VF acc = 0;
-            for (long p = 0; p < k; p++) acc += K(splat)(a[i * lda + p]) * K(load)(b + p * ldb + j);
-            K(store)(c + i * ldc + j, acc);
         }
     }
 }
@@ -304,7 +312,7 @@ const dipviz_kernels K(dipviz_kernels) = {
     .direct_weight_gradient = K(direct_weight_gradient),
     .winograd_input = K(winograd_input),
     .winograd_output = K(winograd_output),
-    .narrow_gemm = K(narrow_gemm),
+    .packed_gemm = K(packed_gemm),
     .sum_and_squares = K(sum_and_squares),
     .sum_and_centred_dot = K(sum_and_centred_dot),
 };

@@ -86,7 +86,8 @@ struct KernelPathTests {
     }
 
     /// Winograd F(4x4, 3x3) against the literal sum, on sizes with ragged tiles, several bands
-    /// and asymmetric padding; then its input gradient against the GEMM path's.
+    /// and asymmetric padding; then its input gradient, with a constant and with a trainable
+    /// weight (transformed on every call), and the trainable weight's gradient.
     @Test(arguments: [(26, 29, 1, 1, 1), (41, 24, 0, 2, 1), (33, 33, 1, 0, 2)])
     func winogradMatchesTheDefinition(height: Int, width: Int, padTop: Int, padLeft: Int, groups: Int) {
         var rng = SeededGenerator(seed: 21)
@@ -100,17 +101,51 @@ struct KernelPathTests {
         let error = Self.relativeError(fast.scalars, literal.scalars)
         #expect(error < 2e-5, "forward relative error \(error)")
 
-        // The input gradient with the constant weight (Winograd) and with a trainable copy (GEMM).
         x.requiresGrad = true
         let seed = Tensor.uniform(literal.shape, low: -1, high: 1, generator: &rng)
+        let (literalGx, literalGw) = literalConvolutionGradients(x, w, seed, o)
         x.conv2d(weight: w, bias: b, options: o).backward(seed: seed)
-        let winograd = x.grad!.scalars
+        let gradientError = Self.relativeError(x.grad!.scalars, literalGx.scalars)
+        #expect(gradientError < 2e-5, "input gradient relative error \(gradientError)")
+
         x.grad = nil
         let trainable = w.detached()
         trainable.requiresGrad = true
-        x.conv2d(weight: trainable, bias: b, options: o).backward(seed: seed)
-        let gradientError = Self.relativeError(winograd, x.grad!.scalars)
-        #expect(gradientError < 2e-5, "input gradient relative error \(gradientError)")
+        let y = x.conv2d(weight: trainable, bias: b, options: o)
+        #expect(Self.relativeError(y.scalars, literal.scalars) < 2e-5, "trainable forward")
+        y.backward(seed: seed)
+        let trainableError = Self.relativeError(x.grad!.scalars, literalGx.scalars)
+        #expect(trainableError < 2e-5, "trainable weight: input gradient relative error \(trainableError)")
+        let weightError = Self.relativeError(trainable.grad!.scalars, literalGw.scalars)
+        #expect(weightError < 2e-5, "weight gradient relative error \(weightError)")
+    }
+
+    /// A trainable weight is transformed again after every optimiser step, and a transform cached
+    /// while the weight was constant is not served once an optimiser has rewritten it.
+    @Test func optimisedWeightsAreNotServedStaleTransforms() {
+        var rng = SeededGenerator(seed: 6)
+        let x = Tensor.uniform([1, 16, 20, 20], low: -1, high: 1, generator: &rng)
+        let w = Tensor.uniform([16, 16, 3, 3], low: -0.2, high: 0.2, generator: &rng)
+        let zero = Tensor(zeros: [16])
+        let o = Conv2dOptions(padding: 1)
+        w.requiresGrad = true
+        let adam = Adam(parameters: [w], learningRate: 0.05)
+        for _ in 0..<2 {
+            let y = x.conv2d(weight: w, options: o)
+            #expect(Self.relativeError(y.scalars, directConvolution(x, w, zero, o).scalars) < 2e-5)
+            adam.zeroGrad()
+            (y * y).sum().backward()
+            adam.step()
+        }
+        // Constant: its transform is cached; then one optimiser step rewrites it in place.
+        w.requiresGrad = false
+        _ = GradMode.withoutGrad { x.conv2d(weight: w, options: o) }
+        w.requiresGrad = true
+        w.grad = Tensor.uniform(w.shape, low: -1, high: 1, generator: &rng)
+        adam.step()
+        w.requiresGrad = false
+        let after = GradMode.withoutGrad { x.conv2d(weight: w, options: o) }
+        #expect(Self.relativeError(after.scalars, directConvolution(x, w, zero, o).scalars) < 2e-5)
     }
 
     /// Writing a constant weight through `copy` must drop its cached transform.
@@ -144,4 +179,26 @@ func groupedLiteral(_ x: Tensor, _ w: Tensor, _ b: Tensor, _ o: Conv2dOptions) -
     }
     let (oh, ow) = o.outputSize(height: x.shape[2], width: x.shape[3], kernelH: 3, kernelW: 3)
     return Tensor(shape: [x.shape[0], w.shape[0], oh, ow], scalars: values)
+}
+
+/// Gradients of sum(seed * conv(x, w)) with respect to x and w, by the definition (any groups,
+/// stride and padding; no dilation).
+func literalConvolutionGradients(_ x: Tensor, _ w: Tensor, _ seed: Tensor, _ o: Conv2dOptions) -> (Tensor, Tensor) {
+    let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (m, cg, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+    let mg = m / o.groups
+    let (oh, ow) = (seed.shape[2], seed.shape[3])
+    let xs = x.scalars, ws = w.scalars, gs = seed.scalars
+    var gx = [Double](repeating: 0, count: x.count), gw = [Double](repeating: 0, count: w.count)
+    for b in 0..<n { for mm in 0..<m { for oy in 0..<oh { for ox in 0..<ow {
+        let g = Double(gs[((b * m + mm) * oh + oy) * ow + ox])
+        for k in 0..<cg { for i in 0..<kh { for j in 0..<kw {
+            let iy = oy * o.strideH - o.padTop + i, ix = ox * o.strideW - o.padLeft + j
+            guard iy >= 0 && iy < h && ix >= 0 && ix < wd else { continue }
+            let xi = ((b * c + (mm / mg) * cg + k) * h + iy) * wd + ix, wi = ((mm * cg + k) * kh + i) * kw + j
+            gx[xi] += g * Double(ws[wi])
+            gw[wi] += g * Double(xs[xi])
+        } } }
+    } } } }
+    return (Tensor(shape: x.shape, scalars: gx.map { Float($0) }), Tensor(shape: w.shape, scalars: gw.map { Float($0) }))
 }
