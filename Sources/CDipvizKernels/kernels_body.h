@@ -123,6 +123,43 @@ static void K(direct_weight_gradient)(const float *xp, long c, long row_stride, 
     r4 = 2 * (d1) - (d2) - 2 * (d3) + (d4);                     \
     r5 = 4 * (d1) - 5 * (d3) + (d5);
 
+// Winograd F(4x4, 3x3) weight transform U = G g G^T, G = [[1/4, 0, 0], [-1/6, -1/6, -1/6],
+// [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]], a vector of input channels
+// at a time (the lanes); the results are scattered to their layout one lane at a time.
+static void K(winograd_weights)(const float *g, long m, long c, int flip_transpose, int packed, float *u,
+                                long begin, long end) {
+    enum { V = DIPVIZ_VW, P = DIPVIZ_PACKED_ROWS };
+    static const float G[6][3] = {
+        {1.0f / 4, 0, 0}, {-1.0f / 6, -1.0f / 6, -1.0f / 6}, {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+        {1.0f / 24, 1.0f / 12, 1.0f / 6}, {1.0f / 24, -1.0f / 12, 1.0f / 6}, {0, 0, 1}};
+    // As a transposed convolution the roles swap: output channel ch of the result reads
+    // input channel mm through the kernel turned by 180 degrees.
+    const long rows = flip_transpose ? c : m, cols = flip_transpose ? m : c;
+    const long position = packed ? (rows + P - 1) / P * P * cols : rows * cols;
+    float taps[9][V], out[36][V];
+    for (long mm = begin; mm < end; mm++) {
+        for (long ch0 = 0; ch0 < c; ch0 += V) {
+            const long lanes = c - ch0 < V ? c - ch0 : V;
+            for (long l = 0; l < V; l++) {
+                const float *k = g + (mm * c + ch0 + (l < lanes ? l : 0)) * 9;
+                for (int e = 0; e < 9; e++) taps[e][l] = flip_transpose ? k[8 - e] : k[e];
+            }
+            VF f[3][3], t[6][3];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) f[i][j] = K(load)(taps[3 * i + j]);
+            for (int a = 0; a < 6; a++)
+                for (int j = 0; j < 3; j++) t[a][j] = G[a][0] * f[0][j] + G[a][1] * f[1][j] + G[a][2] * f[2][j];
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 6; b++) K(store)(out[a * 6 + b], t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2]);
+            for (long l = 0; l < lanes; l++) {
+                const long ch = ch0 + l, r = flip_transpose ? ch : mm, q = flip_transpose ? mm : ch;
+                float *dst = u + (packed ? (r / P * cols + q) * P + r % P : r * cols + q);
+                for (int xi = 0; xi < 36; xi++) dst[xi * position] = out[xi][l];
+            }
+        }
+    }
+}
+
 static void K(winograd_input)(const float *x, long h, long w, long pad_top, long pad_left,
                               long tile_row0, long tile_rows, long tw, float *v, long ld, long channels_total,
                               long begin, long end) {
@@ -310,6 +347,7 @@ const dipviz_kernels K(dipviz_kernels) = {
     .vector_floats = DIPVIZ_VW,
     .direct_forward = K(direct_forward),
     .direct_weight_gradient = K(direct_weight_gradient),
+    .winograd_weights = K(winograd_weights),
     .winograd_input = K(winograd_input),
     .winograd_output = K(winograd_output),
     .packed_gemm = K(packed_gemm),

@@ -154,7 +154,7 @@ extension Tensor {
         if let y = stridedAsSpaceToDepth(weight: weight, bias: bias, options: o, outputSize: (oh, ow)) { return y }
         let geo = ConvGeometry(n: n, c: c, h: h, w: w, m: m, kh: kh, kw: kw, oh: oh, ow: ow, o: o)
         let out = Tensor(uninitializedShape: [n, m, oh, ow])
-        if WinogradConvolution.applies(geo) {
+        if WinogradConvolution.applies(geo, weight: weight) {
             let u = WinogradConvolution.weights(geo, weight: weight, transposed: false)
             withExtendedLifetime(u) {
                 WinogradConvolution.forward(geo, x: data, u: u.pointer, bias: bias?.data, y: out.data, accumulate: false)
@@ -310,7 +310,7 @@ extension Tensor {
         if wantW { weight.withGrad { gwTarget = $0 } }
         var gxTarget: GradTarget? = nil
         if wantX { x.withGrad { gxTarget = $0 } }
-        if let gx = gxTarget, let transposed = geo.inputGradientGeometry, WinogradConvolution.applies(transposed) {
+        if let gx = gxTarget, let transposed = geo.inputGradientGeometry, WinogradConvolution.applies(transposed, weight: weight) {
             let u = WinogradConvolution.weights(transposed, weight: weight, transposed: true)
             withExtendedLifetime(u) {
                 WinogradConvolution.forward(transposed, x: gy, u: u.pointer, bias: nil, y: gx.pointer, accumulate: gx.accumulate)

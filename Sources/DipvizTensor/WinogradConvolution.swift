@@ -16,16 +16,21 @@ enum WinogradConvolution {
     /// Winograd measured even in the forward pass and 5-10% faster in the TV inversion step
     /// (processor time, 2 cores); below that it is not tried.
     static let minimumOutputPixels = 12 * 12
+    /// Output pixels below which a trainable weight, transformed on every call, takes im2col +
+    /// GEMM: the transform writes 36 floats per channel pair (memory-bound), which pays only when
+    /// the tiles are many (at 16x16 the DIP generator's 128 -> 512 phase convolution spent more
+    /// on the transform than Winograd saved).
+    static let minimumTrainableOutputPixels = 32 * 32
     /// Channels below which the transforms cost more than the multiplies they save.
     static let minimumChannels = 16
 
     /// Tiles per band up to which the products skip OpenBLAS (see packed_gemm).
     static let narrowColumns = 64
 
-    static func applies(_ geo: ConvGeometry) -> Bool {
+    static func applies(_ geo: ConvGeometry, weight: Tensor) -> Bool {
         geo.kh == 3 && geo.kw == 3 && geo.o.strideH == 1 && geo.o.strideW == 1 && geo.o.dilationH == 1
             && geo.o.dilationW == 1 && geo.cg >= minimumChannels && geo.mg >= minimumChannels
-            && geo.spatial >= minimumOutputPixels
+            && geo.spatial >= (weight.needsGrad ? minimumTrainableOutputPixels : minimumOutputPixels)
     }
 
     /// How one convolution is tiled: bands of tile rows, and the layout of the transformed weights.
@@ -77,12 +82,13 @@ enum WinogradConvolution {
         // The original kernel is (groups x) rows x cols x 3 x 3 with rows/cols swapped when transposed.
         let rows = transposed ? geo.cg : geo.mg, cols = transposed ? geo.mg : geo.cg
         let w = weight.data
+        let kernels = VectorKernels.current.pointee
         Parallel.forEachRange(geo.o.groups * rows, grain: Swift.max(1, 4096 / cols)) { r in
             var item = r.lowerBound
             while item < r.upperBound {
                 let g = item / rows, begin = item % rows, end = Swift.min(rows, begin + r.upperBound - item)
-                dipviz_winograd_weights(w + g * rows * cols * 9, rows, cols, transposed ? 1 : 0, u + g * perGroup, begin, end,
-                                        plan.packed ? 1 : 0)
+                kernels.winograd_weights(w + g * rows * cols * 9, rows, cols, transposed ? 1 : 0, plan.packed ? 1 : 0,
+                                         u + g * perGroup, begin, end)
                 item += end - begin
             }
         }

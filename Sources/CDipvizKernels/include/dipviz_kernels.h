@@ -43,6 +43,16 @@ typedef struct {
                                    const float *gy, long gy_row_stride, long m, long kh, long kw, long oh,
                                    float *dw, int accumulate, long begin, long end);
 
+    /// Winograd F(4x4, 3x3) weight transform (U = G g G^T) of an m x c x 3 x 3 kernel into
+    /// u[xi][row][col], xi = 6 k + l over the 36 positions: rows = m, cols = c; with
+    /// flip_transpose set, the kernel of the transposed convolution (input gradient) instead:
+    /// rows = c, cols = m, each 3 x 3 turned by 180 degrees. Transforms the kernels of output
+    /// channels [begin, end) of g. With `packed` set each position's rows x cols matrix is
+    /// written in packed_gemm's layout instead of row-major:
+    /// ceil(rows / DIPVIZ_PACKED_ROWS) * DIPVIZ_PACKED_ROWS * cols floats per position.
+    void (*winograd_weights)(const float *g, long m, long c, int flip_transpose, int packed, float *u,
+                             long begin, long end);
+
     /// Winograd F(4x4, 3x3) input transform (Lavin & Gray 2016, eq. 8: V = B^T d B) of channels
     /// [begin, end) for tile rows [tile_row0, tile_row0 + tile_rows): v[xi][ch][t] for the 36
     /// positions xi, t = tile index within the band (row-major over tw tiles a row), `ld` floats
@@ -78,16 +88,6 @@ typedef struct {
 const dipviz_kernels *dipviz_kernels_for_level(int level);
 
 
-
-/// Winograd F(4x4, 3x3) weight transform (U = G g G^T) of an m x c x 3 x 3 kernel into
-/// u[xi][row][col], xi = 6 k + l over the 36 positions: rows = m, cols = c; with
-/// flip_transpose set, the kernel of the transposed convolution (input gradient) instead:
-/// rows = c, cols = m, each 3 x 3 turned by 180 degrees. Transforms the kernels of output
-/// channels [begin, end) of g (so that threads can share the work). With `packed` set each
-/// position's rows x cols matrix is written in packed_gemm's layout instead of row-major:
-/// ceil(rows / DIPVIZ_PACKED_ROWS) * DIPVIZ_PACKED_ROWS * cols floats per position.
-void dipviz_winograd_weights(const float *g, long m, long c, int flip_transpose, float *u, long begin, long end,
-                             int packed);
 
 /// Max pooling of planes [plane_begin, plane_end) (NCHW planes of h x w into oh x ow), window
 /// kh x kw with strides, leading padding and dilations; padding never wins, a window entirely
