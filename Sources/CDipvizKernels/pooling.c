@@ -18,18 +18,26 @@ void dipviz_max_pool(const float *x, long h, long w, float *y, int *argmax, long
                 long j0 = 0, j1 = kw;
                 while (j0 < kw && x0 + j0 * dw < 0) j0++;
                 while (j1 > j0 && x0 + (j1 - 1) * dw >= w) j1--;
-                float best = 0;
-                long at = -1;
+                if (i0 >= i1 || j0 >= j1) {
+                    dst[oy * ow + ox] = 0;
+                    if (at_out) at_out[oy * ow + ox] = -1;
+                    continue;
+                }
+                // The first element in window order wins ties; NaN is kept only when first.
+                // Selects instead of branches: the comparisons' outcomes are unpredictable.
+                long at = (y0 + i0 * dh) * w + x0 + j0 * dw;
+                float best = src[at];
                 for (long i = i0; i < i1; i++) {
                     const long row = (y0 + i * dh) * w;
                     for (long j = j0; j < j1; j++) {
                         const long k = row + x0 + j * dw;
                         const float v = src[k];
-                        // The first element in window order wins ties; NaN is kept only when first.
-                        if (at < 0 || v > best) { best = v; at = k; }
+                        const int greater = v > best;
+                        best = greater ? v : best;
+                        at = greater ? k : at;
                     }
                 }
-                dst[oy * ow + ox] = at < 0 ? 0 : best;
+                dst[oy * ow + ox] = best;
                 if (at_out) at_out[oy * ow + ox] = (int)at;
             }
         }

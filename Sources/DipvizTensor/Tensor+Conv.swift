@@ -317,10 +317,13 @@ extension Tensor {
             }
             gxTarget = nil
         }
-        if let gx = gxTarget, let transposed = geo.inputGradientGeometry {
+        if let gx = gxTarget, let transposed = geo.inputGradientGeometry,
+           transposed.prefersDirect || transposed.isPointwise || geo.mg <= geo.cg {
             // With unit stride the input gradient is itself a convolution of the output gradient
             // with the flipped, transposed kernel: one GEMM with a long inner dimension instead
-            // of a tall column matrix scattered back by col2im.
+            // of a tall column matrix scattered back by col2im, or the direct kernel. When the
+            // convolution widens (more outputs than inputs, AlexNet's conv2) that GEMM's column
+            // matrix is the larger one, and col2im's path below moves less memory.
             let kk = geo.kh * geo.kw
             withScratch(weight.count) { flipped in
                 let w = weight.data

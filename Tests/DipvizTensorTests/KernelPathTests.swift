@@ -121,6 +121,23 @@ struct KernelPathTests {
         #expect(weightError < 2e-5, "weight gradient relative error \(weightError)")
     }
 
+    /// A widening unit-stride convolution (more outputs than inputs, neither direct nor
+    /// Winograd) takes its input gradient through col2im: against the definition.
+    @Test func wideningConvolutionGradientsMatchTheDefinition() {
+        var rng = SeededGenerator(seed: 8)
+        let x = Tensor.uniform([1, 56, 9, 7], low: -1, high: 1, generator: &rng)
+        x.requiresGrad = true
+        let w = Tensor.uniform([64, 56, 3, 3], low: -0.2, high: 0.2, generator: &rng)
+        w.requiresGrad = true
+        let o = Conv2dOptions(strides: (1, 1), pads: (1, 2, 1, 0))
+        let y = x.conv2d(weight: w, options: o)
+        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
+        y.backward(seed: seed)
+        let (gx, gw) = literalConvolutionGradients(x, w, seed, o)
+        #expect(Self.relativeError(x.grad!.scalars, gx.scalars) < 2e-5)
+        #expect(Self.relativeError(w.grad!.scalars, gw.scalars) < 2e-5)
+    }
+
     /// A trainable weight is transformed again after every optimiser step, and a transform cached
     /// while the weight was constant is not served once an optimiser has rewritten it.
     @Test func optimisedWeightsAreNotServedStaleTransforms() {
