@@ -164,45 +164,54 @@ static void K(winograd_input)(const float *x, long h, long w, long pad_top, long
                               long tile_row0, long tile_rows, long tw, float *v, long ld, long channels_total,
                               long begin, long end) {
     const long wp = 4 * tw + 2;          // columns the tiles of a row read
-    const long sw = tw + 1;              // entries per phase (tiles + the one the last tile peeks at)
-    float rows[6][wp], t[6][wp], s[6][4][sw + DIPVIZ_VW];
+    // Tile rows transformed together: their tiles are consecutive in v, so B along the columns
+    // runs over all of them at once (whole vectors even when a row has only a few tiles).
+    long group = 128 / tw;
+    if (group < 1) group = 1;
+    if (group > tile_rows) group = tile_rows;
+    // The columns of the input rows a tile reads, inside the plane: X in [xa, xb).
+    long xa = pad_left < 0 ? 0 : pad_left, xb = pad_left + w;
+    if (xa > wp) xa = wp;
+    if (xb > wp) xb = wp;
+    if (xb < xa) xb = xa;
+    float rows[6][wp], t[6][wp], s[6][6][group * tw];
     for (long ch = begin; ch < end; ch++) {
         const float *plane = x + ch * h * w;
-        for (long r = 0; r < tile_rows; r++) {
-            const long ty = tile_row0 + r;
-            // The six input rows of this tile row, zero outside the image.
-            for (long i = 0; i < 6; i++) {
-                const long iy = 4 * ty - pad_top + i;
-                float *dst = rows[i];
-                if (iy < 0 || iy >= h) { for (long X = 0; X < wp; X++) dst[X] = 0; continue; }
-                const float *src = plane + iy * w;
+        for (long r0 = 0; r0 < tile_rows; r0 += group) {
+            const long g = tile_rows - r0 < group ? tile_rows - r0 : group;
+            for (long r = 0; r < g; r++) {
+                const long ty = tile_row0 + r0 + r;
+                // The six input rows of this tile row, zero outside the image.
+                for (long i = 0; i < 6; i++) {
+                    const long iy = 4 * ty - pad_top + i;
+                    float *dst = rows[i];
+                    if (iy < 0 || iy >= h) { for (long X = 0; X < wp; X++) dst[X] = 0; continue; }
+                    const float *src = plane + iy * w - pad_left;
+                    for (long X = 0; X < xa; X++) dst[X] = 0;
+                    for (long X = xa; X < xb; X++) dst[X] = src[X];
+                    for (long X = xb; X < wp; X++) dst[X] = 0;
+                }
+                // B^T along the rows, every column at once.
                 for (long X = 0; X < wp; X++) {
-                    const long ix = X - pad_left;
-                    dst[X] = (ix >= 0 && ix < w) ? src[ix] : 0;
+                    WINO_BT(rows[0][X], rows[1][X], rows[2][X], rows[3][X], rows[4][X], rows[5][X],
+                            t[0][X], t[1][X], t[2][X], t[3][X], t[4][X], t[5][X])
                 }
+                // The six columns 4 tx + j of each tile, tile-major, for B along the columns.
+                for (long k = 0; k < 6; k++)
+                    for (long j = 0; j < 6; j++)
+                        for (long tx = 0; tx < tw; tx++) s[k][j][r * tw + tx] = t[k][4 * tx + j];
             }
-            // B^T along the rows, every column at once.
-            for (long X = 0; X < wp; X++) {
-                WINO_BT(rows[0][X], rows[1][X], rows[2][X], rows[3][X], rows[4][X], rows[5][X],
-                        t[0][X], t[1][X], t[2][X], t[3][X], t[4][X], t[5][X])
-            }
-            // Columns by phase (column 4 tx + p), so that B along the columns runs over tiles.
+            const long n = g * tw, t0 = r0 * tw;
             for (long k = 0; k < 6; k++) {
-                for (long p = 0; p < 4; p++) {
-                    for (long tx = 0; tx < sw; tx++) {
-                        const long X = 4 * tx + p;
-                        s[k][p][tx] = X < wp ? t[k][X] : 0;
-                    }
-                }
-            }
-            const long t0 = r * tw;
-            for (long k = 0; k < 6; k++) {
-                float *out[6];
-                for (long l = 0; l < 6; l++) out[l] = v + ((k * 6 + l) * channels_total + ch) * ld + t0;
-                const float *p0 = s[k][0], *p1 = s[k][1], *p2 = s[k][2], *p3 = s[k][3];
-                for (long tx = 0; tx < tw; tx++) {
-                    WINO_BT(p0[tx], p1[tx], p2[tx], p3[tx], p0[tx + 1], p1[tx + 1],
-                            out[0][tx], out[1][tx], out[2][tx], out[3][tx], out[4][tx], out[5][tx])
+                float *o0 = v + ((k * 6 + 0) * channels_total + ch) * ld + t0;
+                float *o1 = v + ((k * 6 + 1) * channels_total + ch) * ld + t0;
+                float *o2 = v + ((k * 6 + 2) * channels_total + ch) * ld + t0;
+                float *o3 = v + ((k * 6 + 3) * channels_total + ch) * ld + t0;
+                float *o4 = v + ((k * 6 + 4) * channels_total + ch) * ld + t0;
+                float *o5 = v + ((k * 6 + 5) * channels_total + ch) * ld + t0;
+                const float *d0 = s[k][0], *d1 = s[k][1], *d2 = s[k][2], *d3 = s[k][3], *d4 = s[k][4], *d5 = s[k][5];
+                for (long T = 0; T < n; T++) {
+                    WINO_BT(d0[T], d1[T], d2[T], d3[T], d4[T], d5[T], o0[T], o1[T], o2[T], o3[T], o4[T], o5[T])
                 }
             }
         }
@@ -212,13 +221,19 @@ static void K(winograd_input)(const float *x, long h, long w, long pad_top, long
 static void K(winograd_output)(const float *mm, long ld, long channels_total, long tile_row0, long tile_rows,
                                long tw, float *y, long oh, long ow, const float *bias, int relu, int accumulate,
                                long begin, long end) {
-    float q[4][6][tw], o[4][4 * tw];
+    // Tile rows transformed together (their tiles are consecutive in mm), so that both passes
+    // of A^T run over whole vectors even when a row has only a few tiles.
+    long group = 128 / tw;
+    if (group < 1) group = 1;
+    if (group > tile_rows) group = tile_rows;
+    float q[4][6][group * tw], e[4][4][group * tw];
     for (long ch = begin; ch < end; ch++) {
         const float b = bias ? bias[ch] : 0;
         float *plane = y + ch * oh * ow;
-        for (long r = 0; r < tile_rows; r++) {
-            const long t0 = r * tw;
-            // A^T down the six rows of each tile (k), for each column l, over all tiles of the row.
+        for (long r0 = 0; r0 < tile_rows; r0 += group) {
+            const long g = tile_rows - r0 < group ? tile_rows - r0 : group;
+            const long n = g * tw, t0 = r0 * tw;
+            // A^T down the six rows of each tile (k), for each column l, over all tiles.
             for (long l = 0; l < 6; l++) {
                 const float *m0 = mm + ((0 * 6 + l) * channels_total + ch) * ld + t0;
                 const float *m1 = mm + ((1 * 6 + l) * channels_total + ch) * ld + t0;
@@ -226,38 +241,44 @@ static void K(winograd_output)(const float *mm, long ld, long channels_total, lo
                 const float *m3 = mm + ((3 * 6 + l) * channels_total + ch) * ld + t0;
                 const float *m4 = mm + ((4 * 6 + l) * channels_total + ch) * ld + t0;
                 const float *m5 = mm + ((5 * 6 + l) * channels_total + ch) * ld + t0;
-                for (long tx = 0; tx < tw; tx++) {
-                    const float a = m1[tx] + m2[tx], d = m1[tx] - m2[tx];
-                    const float e = m3[tx] + m4[tx], f = m3[tx] - m4[tx];
-                    q[0][l][tx] = m0[tx] + a + e;
-                    q[1][l][tx] = d + 2 * f;
-                    q[2][l][tx] = a + 4 * e;
-                    q[3][l][tx] = d + 8 * f + m5[tx];
+                for (long T = 0; T < n; T++) {
+                    const float a = m1[T] + m2[T], d = m1[T] - m2[T];
+                    const float f3 = m3[T] + m4[T], f = m3[T] - m4[T];
+                    q[0][l][T] = m0[T] + a + f3;
+                    q[1][l][T] = d + 2 * f;
+                    q[2][l][T] = a + 4 * f3;
+                    q[3][l][T] = d + 8 * f + m5[T];
                 }
             }
-            // A^T along the columns, interleaved back into image order.
+            // A^T along the columns: e[i][j][T] is output pixel (4 ty + i, 4 tx + j) of tile T.
             for (long i = 0; i < 4; i++) {
                 const float *n0 = q[i][0], *n1 = q[i][1], *n2 = q[i][2], *n3 = q[i][3], *n4 = q[i][4], *n5 = q[i][5];
-                for (long tx = 0; tx < tw; tx++) {
-                    const float a = n1[tx] + n2[tx], d = n1[tx] - n2[tx];
-                    const float e = n3[tx] + n4[tx], f = n3[tx] - n4[tx];
-                    o[i][4 * tx] = n0[tx] + a + e;
-                    o[i][4 * tx + 1] = d + 2 * f;
-                    o[i][4 * tx + 2] = a + 4 * e;
-                    o[i][4 * tx + 3] = d + 8 * f + n5[tx];
+                for (long T = 0; T < n; T++) {
+                    const float a = n1[T] + n2[T], d = n1[T] - n2[T];
+                    const float f3 = n3[T] + n4[T], f = n3[T] - n4[T];
+                    e[i][0][T] = n0[T] + a + f3;
+                    e[i][1][T] = d + 2 * f;
+                    e[i][2][T] = a + 4 * f3;
+                    e[i][3][T] = d + 8 * f + n5[T];
                 }
             }
-            for (long i = 0; i < 4; i++) {
-                const long oy = 4 * (tile_row0 + r) + i;
-                if (oy >= oh) break;
-                float *dst = plane + oy * ow;
-                const float *src = o[i];
-                if (accumulate) {
-                    for (long X = 0; X < ow; X++) dst[X] += src[X] + b;
-                } else if (relu) {
-                    for (long X = 0; X < ow; X++) { const float z = src[X] + b; dst[X] = z > 0 ? z : 0; }
-                } else {
-                    for (long X = 0; X < ow; X++) dst[X] = src[X] + b;
+            // Interleaved back into image order.
+            for (long r = 0; r < g; r++) {
+                for (long i = 0; i < 4; i++) {
+                    const long oy = 4 * (tile_row0 + r0 + r) + i;
+                    if (oy >= oh) break;
+                    float *dst = plane + oy * ow;
+                    for (long tx = 0; tx < tw; tx++) {
+                        const long T = r * tw + tx;
+                        for (long j = 0; j < 4; j++) {
+                            const long X = 4 * tx + j;
+                            if (X >= ow) break;
+                            const float z = e[i][j][T] + b;
+                            if (accumulate) dst[X] += z;
+                            else if (relu) dst[X] = z > 0 ? z : 0;
+                            else dst[X] = z;
+                        }
+                    }
                 }
             }
         }
