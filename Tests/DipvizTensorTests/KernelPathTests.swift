@@ -138,6 +138,38 @@ struct KernelPathTests {
         #expect(Self.relativeError(w.grad!.scalars, gw.scalars) < 2e-5)
     }
 
+    /// Max pooling (four windows at a time inside the rows, one at a time at the borders) against
+    /// the definition, values and gradient, with ties (the first element in window order wins).
+    @Test(arguments: [(3, 2, 0, 1), (3, 2, 1, 1), (2, 1, 0, 2)])
+    func maxPoolMatchesTheDefinition(kernel: Int, stride: Int, padding: Int, dilation: Int) {
+        var rng = SeededGenerator(seed: 9)
+        // Values on a coarse grid, so that windows hold ties.
+        let values = Tensor.uniform([1, 3, 23, 27], low: -1, high: 1, generator: &rng).scalars.map { ($0 * 4).rounded() / 4 }
+        let x = Tensor(shape: [1, 3, 23, 27], scalars: values)
+        x.requiresGrad = true
+        var o = Pool2dOptions(kernel: kernel, stride: stride, padding: padding)
+        o.window.dilationH = dilation; o.window.dilationW = dilation
+        let y = x.maxPool2d(o)
+        let (oh, ow) = (y.shape[2], y.shape[3])
+        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
+        y.backward(seed: seed)
+        var expected = [Float](), gradient = [Float](repeating: 0, count: x.count)
+        let seeds = seed.scalars
+        for p in 0..<3 { for oy in 0..<oh { for ox in 0..<ow {
+            var best: Float = 0, at = -1
+            for i in 0..<kernel { for j in 0..<kernel {
+                let iy = oy * stride - padding + i * dilation, ix = ox * stride - padding + j * dilation
+                guard iy >= 0, iy < 23, ix >= 0, ix < 27 else { continue }
+                let k = (p * 23 + iy) * 27 + ix
+                if at < 0 || values[k] > best { best = values[k]; at = k }
+            } }
+            expected.append(best)
+            if at >= 0 { gradient[at] += seeds[(p * oh + oy) * ow + ox] }
+        } } }
+        #expect(y.scalars == expected)
+        #expect(x.grad!.scalars == gradient)
+    }
+
     /// A trainable weight is transformed again after every optimiser step, and a transform cached
     /// while the weight was constant is not served once an optimiser has rewritten it.
     @Test func optimisedWeightsAreNotServedStaleTransforms() {
