@@ -170,25 +170,44 @@ extension Tensor {
     }
 
     /// A strided convolution with few output channels, rewritten as a unit-stride one over the
-    /// s x s phases of the input (space-to-depth), so the direct kernel can run it. Same values;
-    /// gradients flow through the rewrite.
+    /// s x s phases of the input (space-to-depth), so the direct kernel can run it; or one whose
+    /// phase kernels are 3x3 with enough channels for Winograd (AlexNet's 11x11 stride-4 conv1:
+    /// 48 phase channels, 64 outputs). Same values up to rounding; gradients flow through the rewrite.
     func stridedAsSpaceToDepth(weight: Tensor, bias: Tensor?, options o: Conv2dOptions, outputSize: (Int, Int)) -> Tensor? {
         let s = o.strideH
-        let (_, c, h, w) = nchw
+        let (n, c, h, w) = nchw
         let m = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
         guard s > 1, o.strideW == s, o.dilationH == 1, o.dilationW == 1, o.groups == 1,
-              m <= 48, kh >= s || kw >= s else { return nil }
+              kh >= s || kw >= s else { return nil }
         let (oh, ow) = outputSize
         let khs = (kh + s - 1) / s, kws = (kw + s - 1) / s
+        if m > 48 {
+            let phases = ConvGeometry(n: n, c: c * s * s, h: oh + khs - 1, w: ow + kws - 1, m: m, kh: khs, kw: kws,
+                                      oh: oh, ow: ow, o: Conv2dOptions())
+            guard WinogradConvolution.applies(phases, weight: weight) else { return nil }
+        }
         // Rows and columns the phases must cover; extra ones are zeros, surplus ones are cut.
         let needH = s * (oh + khs - 1), needW = s * (ow + kws - 1)
         var xp = padded(top: o.padTop, bottom: Swift.max(0, needH - h - o.padTop),
                         left: o.padLeft, right: Swift.max(0, needW - w - o.padLeft))
         if xp.shape[2] > needH { xp = xp.slice(axis: 2, start: 0, end: needH) }
         if xp.shape[3] > needW { xp = xp.slice(axis: 3, start: 0, end: needW) }
-        let wp = weight.padded(top: 0, bottom: s * khs - kh, left: 0, right: s * kws - kw)
-        precondition(wp.shape[1] == c)
-        return xp.spaceToDepth(blockSize: s).conv2d(weight: wp.spaceToDepth(blockSize: s), bias: bias, options: Conv2dOptions())
+        func phaseKernels() -> Tensor {
+            weight.padded(top: 0, bottom: s * khs - kh, left: 0, right: s * kws - kw).spaceToDepth(blockSize: s)
+        }
+        let phaseWeight: Tensor
+        if weight.needsGrad {
+            phaseWeight = phaseKernels()
+        } else {
+            // A constant's phase kernels are kept with its buffer, and so are their Winograd transforms.
+            let shape = [m, c * s * s, khs, kws]
+            let storage = weight.storage.derivedBuffer("space-to-depth:\(s)", count: shape.reduce(1, *)) { dst in
+                let made = GradMode.withoutGrad { phaseKernels() }
+                dst.update(from: made.data, count: made.count)
+            }
+            phaseWeight = Tensor(shape: shape, storage: storage)
+        }
+        return xp.spaceToDepth(blockSize: s).conv2d(weight: phaseWeight, bias: bias, options: Conv2dOptions())
     }
 
     /// 2x2 average pooling after a unit-stride convolution, computed as one stride-2

@@ -170,6 +170,27 @@ struct KernelPathTests {
         #expect(x.grad!.scalars == gradient)
     }
 
+    /// AlexNet's conv1 geometry (11x11, stride 4, 64 outputs) runs as a 3x3 Winograd convolution
+    /// over the input's 4x4 phases: values and input gradient against the definition, and the
+    /// cached phase kernels follow a rewrite of the weight.
+    @Test func stridedWinogradMatchesTheDefinition() {
+        var rng = SeededGenerator(seed: 10)
+        let x = Tensor.uniform([1, 3, 59, 61], low: -1, high: 1, generator: &rng)
+        let w = Tensor.uniform([64, 3, 11, 11], low: -0.1, high: 0.1, generator: &rng)
+        let b = Tensor.uniform([64], low: -0.5, high: 0.5, generator: &rng)
+        let o = Conv2dOptions(stride: 4, padding: 2)
+        x.requiresGrad = true
+        let y = x.conv2d(weight: w, bias: b, options: o)
+        #expect(Self.relativeError(y.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
+        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
+        y.backward(seed: seed)
+        let (gx, _) = literalConvolutionGradients(x, w, seed, o)
+        #expect(Self.relativeError(x.grad!.scalars, gx.scalars) < 2e-5)
+        w.copy(from: Tensor.uniform(w.shape, low: -0.1, high: 0.1, generator: &rng))
+        let after = GradMode.withoutGrad { x.conv2d(weight: w, bias: b, options: o) }
+        #expect(Self.relativeError(after.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
+    }
+
     /// A trainable weight is transformed again after every optimiser step, and a transform cached
     /// while the weight was constant is not served once an optimiser has rewritten it.
     @Test func optimisedWeightsAreNotServedStaleTransforms() {
