@@ -191,6 +191,24 @@ struct KernelPathTests {
         #expect(Self.relativeError(after.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
     }
 
+    /// A constant 5x5 kernel (AlexNet's conv2) runs as four 3x3 Winograd convolutions: values and
+    /// input gradient against the definition, with paddings that crop the shifted inputs.
+    @Test(arguments: [(2, 2, 2, 2), (0, 1, 2, 0), (3, 0, 1, 3)])
+    func fiveByFiveMatchesTheDefinition(top: Int, left: Int, bottom: Int, right: Int) {
+        var rng = SeededGenerator(seed: 12)
+        let x = Tensor.uniform([1, 16, 17, 16], low: -1, high: 1, generator: &rng)
+        let w = Tensor.uniform([20, 16, 5, 5], low: -0.1, high: 0.1, generator: &rng)
+        let b = Tensor.uniform([20], low: -0.5, high: 0.5, generator: &rng)
+        let o = Conv2dOptions(strides: (1, 1), pads: (top, left, bottom, right))
+        x.requiresGrad = true
+        let y = x.conv2d(weight: w, bias: b, options: o)
+        #expect(Self.relativeError(y.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
+        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
+        y.backward(seed: seed)
+        let (gx, _) = literalConvolutionGradients(x, w, seed, o)
+        #expect(Self.relativeError(x.grad!.scalars, gx.scalars) < 2e-5)
+    }
+
     /// A trainable weight is transformed again after every optimiser step, and a transform cached
     /// while the weight was constant is not served once an optimiser has rewritten it.
     @Test func optimisedWeightsAreNotServedStaleTransforms() {
