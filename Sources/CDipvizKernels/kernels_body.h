@@ -123,49 +123,95 @@ static void K(direct_weight_gradient)(const float *xp, long c, long row_stride, 
     r4 = 2 * (d1) - (d2) - 2 * (d3) + (d4);                     \
     r5 = 4 * (d1) - 5 * (d3) + (d5);
 
+// Winograd F(4x4, 3x3) weight transform U = G g G^T, G = [[1/4, 0, 0], [-1/6, -1/6, -1/6],
+// [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]], a vector of input channels
+// at a time (the lanes); the results are scattered to their layout one lane at a time.
+static void K(winograd_weights)(const float *g, long m, long c, int flip_transpose, int packed, float *u,
+                                long begin, long end) {
+    enum { V = DIPVIZ_VW, P = DIPVIZ_PACKED_ROWS };
+    static const float G[6][3] = {
+        {1.0f / 4, 0, 0}, {-1.0f / 6, -1.0f / 6, -1.0f / 6}, {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+        {1.0f / 24, 1.0f / 12, 1.0f / 6}, {1.0f / 24, -1.0f / 12, 1.0f / 6}, {0, 0, 1}};
+    // As a transposed convolution the roles swap: output channel ch of the result reads
+    // input channel mm through the kernel turned by 180 degrees.
+    const long rows = flip_transpose ? c : m, cols = flip_transpose ? m : c;
+    const long position = packed ? (rows + P - 1) / P * P * cols : rows * cols;
+    float taps[9][V], out[36][V];
+    for (long mm = begin; mm < end; mm++) {
+        for (long ch0 = 0; ch0 < c; ch0 += V) {
+            const long lanes = c - ch0 < V ? c - ch0 : V;
+            for (long l = 0; l < V; l++) {
+                const float *k = g + (mm * c + ch0 + (l < lanes ? l : 0)) * 9;
+                for (int e = 0; e < 9; e++) taps[e][l] = flip_transpose ? k[8 - e] : k[e];
+            }
+            VF f[3][3], t[6][3];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) f[i][j] = K(load)(taps[3 * i + j]);
+            for (int a = 0; a < 6; a++)
+                for (int j = 0; j < 3; j++) t[a][j] = G[a][0] * f[0][j] + G[a][1] * f[1][j] + G[a][2] * f[2][j];
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 6; b++) K(store)(out[a * 6 + b], t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2]);
+            for (long l = 0; l < lanes; l++) {
+                const long ch = ch0 + l, r = flip_transpose ? ch : mm, q = flip_transpose ? mm : ch;
+                float *dst = u + (packed ? (r / P * cols + q) * P + r % P : r * cols + q);
+                for (int xi = 0; xi < 36; xi++) dst[xi * position] = out[xi][l];
+            }
+        }
+    }
+}
+
 static void K(winograd_input)(const float *x, long h, long w, long pad_top, long pad_left,
                               long tile_row0, long tile_rows, long tw, float *v, long ld, long channels_total,
                               long begin, long end) {
     const long wp = 4 * tw + 2;          // columns the tiles of a row read
-    const long sw = tw + 1;              // entries per phase (tiles + the one the last tile peeks at)
-    float rows[6][wp], t[6][wp], s[6][4][sw + DIPVIZ_VW];
+    // Tile rows transformed together: their tiles are consecutive in v, so B along the columns
+    // runs over all of them at once (whole vectors even when a row has only a few tiles).
+    long group = 128 / tw;
+    if (group < 1) group = 1;
+    if (group > tile_rows) group = tile_rows;
+    // The columns of the input rows a tile reads, inside the plane: X in [xa, xb).
+    long xa = pad_left < 0 ? 0 : pad_left, xb = pad_left + w;
+    if (xa > wp) xa = wp;
+    if (xb > wp) xb = wp;
+    if (xb < xa) xb = xa;
+    float rows[6][wp], t[6][wp], s[6][6][group * tw];
     for (long ch = begin; ch < end; ch++) {
         const float *plane = x + ch * h * w;
-        for (long r = 0; r < tile_rows; r++) {
-            const long ty = tile_row0 + r;
-            // The six input rows of this tile row, zero outside the image.
-            for (long i = 0; i < 6; i++) {
-                const long iy = 4 * ty - pad_top + i;
-                float *dst = rows[i];
-                if (iy < 0 || iy >= h) { for (long X = 0; X < wp; X++) dst[X] = 0; continue; }
-                const float *src = plane + iy * w;
+        for (long r0 = 0; r0 < tile_rows; r0 += group) {
+            const long g = tile_rows - r0 < group ? tile_rows - r0 : group;
+            for (long r = 0; r < g; r++) {
+                const long ty = tile_row0 + r0 + r;
+                // The six input rows of this tile row, zero outside the image.
+                for (long i = 0; i < 6; i++) {
+                    const long iy = 4 * ty - pad_top + i;
+                    float *dst = rows[i];
+                    if (iy < 0 || iy >= h) { for (long X = 0; X < wp; X++) dst[X] = 0; continue; }
+                    const float *src = plane + iy * w - pad_left;
+                    for (long X = 0; X < xa; X++) dst[X] = 0;
+                    for (long X = xa; X < xb; X++) dst[X] = src[X];
+                    for (long X = xb; X < wp; X++) dst[X] = 0;
+                }
+                // B^T along the rows, every column at once.
                 for (long X = 0; X < wp; X++) {
-                    const long ix = X - pad_left;
-                    dst[X] = (ix >= 0 && ix < w) ? src[ix] : 0;
+                    WINO_BT(rows[0][X], rows[1][X], rows[2][X], rows[3][X], rows[4][X], rows[5][X],
+                            t[0][X], t[1][X], t[2][X], t[3][X], t[4][X], t[5][X])
                 }
+                // The six columns 4 tx + j of each tile, tile-major, for B along the columns.
+                for (long k = 0; k < 6; k++)
+                    for (long j = 0; j < 6; j++)
+                        for (long tx = 0; tx < tw; tx++) s[k][j][r * tw + tx] = t[k][4 * tx + j];
             }
-            // B^T along the rows, every column at once.
-            for (long X = 0; X < wp; X++) {
-                WINO_BT(rows[0][X], rows[1][X], rows[2][X], rows[3][X], rows[4][X], rows[5][X],
-                        t[0][X], t[1][X], t[2][X], t[3][X], t[4][X], t[5][X])
-            }
-            // Columns by phase (column 4 tx + p), so that B along the columns runs over tiles.
+            const long n = g * tw, t0 = r0 * tw;
             for (long k = 0; k < 6; k++) {
-                for (long p = 0; p < 4; p++) {
-                    for (long tx = 0; tx < sw; tx++) {
-                        const long X = 4 * tx + p;
-                        s[k][p][tx] = X < wp ? t[k][X] : 0;
-                    }
-                }
-            }
-            const long t0 = r * tw;
-            for (long k = 0; k < 6; k++) {
-                float *out[6];
-                for (long l = 0; l < 6; l++) out[l] = v + ((k * 6 + l) * channels_total + ch) * ld + t0;
-                const float *p0 = s[k][0], *p1 = s[k][1], *p2 = s[k][2], *p3 = s[k][3];
-                for (long tx = 0; tx < tw; tx++) {
-                    WINO_BT(p0[tx], p1[tx], p2[tx], p3[tx], p0[tx + 1], p1[tx + 1],
-                            out[0][tx], out[1][tx], out[2][tx], out[3][tx], out[4][tx], out[5][tx])
+                float *o0 = v + ((k * 6 + 0) * channels_total + ch) * ld + t0;
+                float *o1 = v + ((k * 6 + 1) * channels_total + ch) * ld + t0;
+                float *o2 = v + ((k * 6 + 2) * channels_total + ch) * ld + t0;
+                float *o3 = v + ((k * 6 + 3) * channels_total + ch) * ld + t0;
+                float *o4 = v + ((k * 6 + 4) * channels_total + ch) * ld + t0;
+                float *o5 = v + ((k * 6 + 5) * channels_total + ch) * ld + t0;
+                const float *d0 = s[k][0], *d1 = s[k][1], *d2 = s[k][2], *d3 = s[k][3], *d4 = s[k][4], *d5 = s[k][5];
+                for (long T = 0; T < n; T++) {
+                    WINO_BT(d0[T], d1[T], d2[T], d3[T], d4[T], d5[T], o0[T], o1[T], o2[T], o3[T], o4[T], o5[T])
                 }
             }
         }
@@ -175,13 +221,19 @@ static void K(winograd_input)(const float *x, long h, long w, long pad_top, long
 static void K(winograd_output)(const float *mm, long ld, long channels_total, long tile_row0, long tile_rows,
                                long tw, float *y, long oh, long ow, const float *bias, int relu, int accumulate,
                                long begin, long end) {
-    float q[4][6][tw], o[4][4 * tw];
+    // Tile rows transformed together (their tiles are consecutive in mm), so that both passes
+    // of A^T run over whole vectors even when a row has only a few tiles.
+    long group = 128 / tw;
+    if (group < 1) group = 1;
+    if (group > tile_rows) group = tile_rows;
+    float q[4][6][group * tw], e[4][4][group * tw];
     for (long ch = begin; ch < end; ch++) {
         const float b = bias ? bias[ch] : 0;
         float *plane = y + ch * oh * ow;
-        for (long r = 0; r < tile_rows; r++) {
-            const long t0 = r * tw;
-            // A^T down the six rows of each tile (k), for each column l, over all tiles of the row.
+        for (long r0 = 0; r0 < tile_rows; r0 += group) {
+            const long g = tile_rows - r0 < group ? tile_rows - r0 : group;
+            const long n = g * tw, t0 = r0 * tw;
+            // A^T down the six rows of each tile (k), for each column l, over all tiles.
             for (long l = 0; l < 6; l++) {
                 const float *m0 = mm + ((0 * 6 + l) * channels_total + ch) * ld + t0;
                 const float *m1 = mm + ((1 * 6 + l) * channels_total + ch) * ld + t0;
@@ -189,71 +241,85 @@ static void K(winograd_output)(const float *mm, long ld, long channels_total, lo
                 const float *m3 = mm + ((3 * 6 + l) * channels_total + ch) * ld + t0;
                 const float *m4 = mm + ((4 * 6 + l) * channels_total + ch) * ld + t0;
                 const float *m5 = mm + ((5 * 6 + l) * channels_total + ch) * ld + t0;
-                for (long tx = 0; tx < tw; tx++) {
-                    const float a = m1[tx] + m2[tx], d = m1[tx] - m2[tx];
-                    const float e = m3[tx] + m4[tx], f = m3[tx] - m4[tx];
-                    q[0][l][tx] = m0[tx] + a + e;
-                    q[1][l][tx] = d + 2 * f;
-                    q[2][l][tx] = a + 4 * e;
-                    q[3][l][tx] = d + 8 * f + m5[tx];
+                for (long T = 0; T < n; T++) {
+                    const float a = m1[T] + m2[T], d = m1[T] - m2[T];
+                    const float f3 = m3[T] + m4[T], f = m3[T] - m4[T];
+                    q[0][l][T] = m0[T] + a + f3;
+                    q[1][l][T] = d + 2 * f;
+                    q[2][l][T] = a + 4 * f3;
+                    q[3][l][T] = d + 8 * f + m5[T];
                 }
             }
-            // A^T along the columns, interleaved back into image order.
+            // A^T along the columns: e[i][j][T] is output pixel (4 ty + i, 4 tx + j) of tile T.
             for (long i = 0; i < 4; i++) {
                 const float *n0 = q[i][0], *n1 = q[i][1], *n2 = q[i][2], *n3 = q[i][3], *n4 = q[i][4], *n5 = q[i][5];
-                for (long tx = 0; tx < tw; tx++) {
-                    const float a = n1[tx] + n2[tx], d = n1[tx] - n2[tx];
-                    const float e = n3[tx] + n4[tx], f = n3[tx] - n4[tx];
-                    o[i][4 * tx] = n0[tx] + a + e;
-                    o[i][4 * tx + 1] = d + 2 * f;
-                    o[i][4 * tx + 2] = a + 4 * e;
-                    o[i][4 * tx + 3] = d + 8 * f + n5[tx];
+                for (long T = 0; T < n; T++) {
+                    const float a = n1[T] + n2[T], d = n1[T] - n2[T];
+                    const float f3 = n3[T] + n4[T], f = n3[T] - n4[T];
+                    e[i][0][T] = n0[T] + a + f3;
+                    e[i][1][T] = d + 2 * f;
+                    e[i][2][T] = a + 4 * f3;
+                    e[i][3][T] = d + 8 * f + n5[T];
                 }
             }
-            for (long i = 0; i < 4; i++) {
-                const long oy = 4 * (tile_row0 + r) + i;
-                if (oy >= oh) break;
-                float *dst = plane + oy * ow;
-                const float *src = o[i];
-                if (accumulate) {
-                    for (long X = 0; X < ow; X++) dst[X] += src[X] + b;
-                } else if (relu) {
-                    for (long X = 0; X < ow; X++) { const float z = src[X] + b; dst[X] = z > 0 ? z : 0; }
-                } else {
-                    for (long X = 0; X < ow; X++) dst[X] = src[X] + b;
+            // Interleaved back into image order.
+            for (long r = 0; r < g; r++) {
+                for (long i = 0; i < 4; i++) {
+                    const long oy = 4 * (tile_row0 + r0 + r) + i;
+                    if (oy >= oh) break;
+                    float *dst = plane + oy * ow;
+                    for (long tx = 0; tx < tw; tx++) {
+                        const long T = r * tw + tx;
+                        for (long j = 0; j < 4; j++) {
+                            const long X = 4 * tx + j;
+                            if (X >= ow) break;
+                            const float z = e[i][j][T] + b;
+                            if (accumulate) dst[X] += z;
+                            else if (relu) dst[X] = z > 0 ? z : 0;
+                            else dst[X] = z;
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-static void K(narrow_gemm)(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
-                           float *c, long ldc) {
-    enum { V = DIPVIZ_VW, R = 8 };
-    for (long j = 0; j < n; j += V) {
-        long i = 0;
-        for (; i + R <= m; i += R) {
-            VF c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, c6 = 0, c7 = 0;
-            const float *a0 = a + i * lda;
-            for (long p = 0; p < k; p++) {
-                const VF bv = K(load)(b + p * ldb + j);
-                c0 += K(splat)(a0[p]) * bv;
-                c1 += K(splat)(a0[lda + p]) * bv;
-                c2 += K(splat)(a0[2 * lda + p]) * bv;
-                c3 += K(splat)(a0[3 * lda + p]) * bv;
-                c4 += K(splat)(a0[4 * lda + p]) * bv;
-                c5 += K(splat)(a0[5 * lda + p]) * bv;
-                c6 += K(splat)(a0[6 * lda + p]) * bv;
-                c7 += K(splat)(a0[7 * lda + p]) * bv;
+static void K(packed_gemm)(long m, long n, long k, const float *a, const float *b, long ldb, float *c, long ldc) {
+    // Register tile: RB rows x NV vectors (16 columns) = 12 accumulators on every path.
+    enum { V = DIPVIZ_VW, NV = 16 / DIPVIZ_VW, RB = DIPVIZ_PACKED_ROWS / NV, P = DIPVIZ_PACKED_ROWS };
+    for (long j = 0; j < n; j += NV * V) {
+        for (long blk = 0; blk * P < m; blk++) {
+            const float *ab = a + blk * k * P;
+            const long rows = m - blk * P < P ? m - blk * P : P;
+            if (rows == P) {
+                for (long r0 = 0; r0 < P; r0 += RB) {
+                    VF acc[RB][NV];
+                    for (int r = 0; r < RB; r++) for (int v = 0; v < NV; v++) acc[r][v] = 0;
+                    for (long p = 0; p < k; p++) {
+                        VF bv[NV];
+                        for (int v = 0; v < NV; v++) bv[v] = K(load)(b + p * ldb + j + v * V);
+                        const float *q = ab + p * P + r0;
+                        for (int r = 0; r < RB; r++) {
+                            const VF s = K(splat)(q[r]);
+                            for (int v = 0; v < NV; v++) acc[r][v] += s * bv[v];
+                        }
+                    }
+                    for (int r = 0; r < RB; r++)
+                        for (int v = 0; v < NV; v++) K(store)(c + (blk * P + r0 + r) * ldc + j + v * V, acc[r][v]);
+                }
+            } else {
+                // The last, partial block: its unused slots are never read.
+                for (long r = 0; r < rows; r++) {
+                    VF acc[NV];
+                    for (int v = 0; v < NV; v++) acc[v] = 0;
+                    for (long p = 0; p < k; p++) {
+                        const VF s = K(splat)(ab[p * P + r]);
+                        for (int v = 0; v < NV; v++) acc[v] += s * K(load)(b + p * ldb + j + v * V);
+                    }
+                    for (int v = 0; v < NV; v++) K(store)(c + (blk * P + r) * ldc + j + v * V, acc[v]);
+                }
             }
-            float *d = c + i * ldc + j;
-            K(store)(d, c0); K(store)(d + ldc, c1); K(store)(d + 2 * ldc, c2); K(store)(d + 3 * ldc, c3);
-            K(store)(d + 4 * ldc, c4); K(store)(d + 5 * ldc, c5); K(store)(d + 6 * ldc, c6); K(store)(d + 7 * ldc, c7);
-        }
-        for (; i < m; i++) {
-            VF acc = 0;
-            for (long p = 0; p < k; p++) acc += K(splat)(a[i * lda + p]) * K(load)(b + p * ldb + j);
-            K(store)(c + i * ldc + j, acc);
         }
     }
 }
@@ -302,9 +368,10 @@ const dipviz_kernels K(dipviz_kernels) = {
     .vector_floats = DIPVIZ_VW,
     .direct_forward = K(direct_forward),
     .direct_weight_gradient = K(direct_weight_gradient),
+    .winograd_weights = K(winograd_weights),
     .winograd_input = K(winograd_input),
     .winograd_output = K(winograd_output),
-    .narrow_gemm = K(narrow_gemm),
+    .packed_gemm = K(packed_gemm),
     .sum_and_squares = K(sum_and_squares),
     .sum_and_centred_dot = K(sum_and_centred_dot),
 };

@@ -55,6 +55,8 @@ public final class Adam: Optimizer {
         let decoupled = decoupledWeightDecay, ams = amsgrad
         for (i, p) in parameters.enumerated() {
             guard let g = p.grad else { continue }
+            // The update writes the buffer in place: values derived from it are stale.
+            p.storage.dropDerived()
             let w = p.data, gd = g.data, m = firstMoments[i].data, v = secondMoments[i].data
             let vmax = ams ? maxSecondMoments[i].data : v
             Parallel.forEachRange(p.count, grain: 1 << 15) { r in
@@ -100,6 +102,7 @@ public final class SGD: Optimizer {
         let lr = learningRate, mu = momentum, damp = dampening, wd = weightDecay, nest = nesterov
         for (i, p) in parameters.enumerated() {
             guard let g = p.grad else { continue }
+            p.storage.dropDerived()
             let w = p.data, gd = g.data, buf = velocities[i].data
             Parallel.forEachRange(p.count, grain: 1 << 15) { r in
                 for j in r {

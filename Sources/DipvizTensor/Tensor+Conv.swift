@@ -152,6 +152,7 @@ extension Tensor {
         let (oh, ow) = o.outputSize(height: h, width: w, kernelH: kh, kernelW: kw)
         precondition(oh > 0 && ow > 0, "conv output would be \(oh)x\(ow) for input \(shape), kernel \(kh)x\(kw)")
         if let y = stridedAsSpaceToDepth(weight: weight, bias: bias, options: o, outputSize: (oh, ow)) { return y }
+        if let y = fiveByFiveAsWinograd(weight: weight, bias: bias, options: o, outputSize: (oh, ow)) { return y }
         let geo = ConvGeometry(n: n, c: c, h: h, w: w, m: m, kh: kh, kw: kw, oh: oh, ow: ow, o: o)
         let out = Tensor(uninitializedShape: [n, m, oh, ow])
         if WinogradConvolution.applies(geo, weight: weight) {
@@ -170,25 +171,88 @@ extension Tensor {
     }
 
     /// A strided convolution with few output channels, rewritten as a unit-stride one over the
-    /// s x s phases of the input (space-to-depth), so the direct kernel can run it. Same values;
-    /// gradients flow through the rewrite.
+    /// s x s phases of the input (space-to-depth), so the direct kernel can run it; or one whose
+    /// phase kernels are 3x3 with enough channels for Winograd (AlexNet's 11x11 stride-4 conv1:
+    /// 48 phase channels, 64 outputs). Same values up to rounding; gradients flow through the rewrite.
     func stridedAsSpaceToDepth(weight: Tensor, bias: Tensor?, options o: Conv2dOptions, outputSize: (Int, Int)) -> Tensor? {
         let s = o.strideH
-        let (_, c, h, w) = nchw
+        let (n, c, h, w) = nchw
         let m = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
         guard s > 1, o.strideW == s, o.dilationH == 1, o.dilationW == 1, o.groups == 1,
-              m <= 48, kh >= s || kw >= s else { return nil }
+              kh >= s || kw >= s else { return nil }
         let (oh, ow) = outputSize
         let khs = (kh + s - 1) / s, kws = (kw + s - 1) / s
+        if m > 48 {
+            let phases = ConvGeometry(n: n, c: c * s * s, h: oh + khs - 1, w: ow + kws - 1, m: m, kh: khs, kw: kws,
+                                      oh: oh, ow: ow, o: Conv2dOptions())
+            guard WinogradConvolution.applies(phases, weight: weight) else { return nil }
+        }
         // Rows and columns the phases must cover; extra ones are zeros, surplus ones are cut.
         let needH = s * (oh + khs - 1), needW = s * (ow + kws - 1)
         var xp = padded(top: o.padTop, bottom: Swift.max(0, needH - h - o.padTop),
                         left: o.padLeft, right: Swift.max(0, needW - w - o.padLeft))
         if xp.shape[2] > needH { xp = xp.slice(axis: 2, start: 0, end: needH) }
         if xp.shape[3] > needW { xp = xp.slice(axis: 3, start: 0, end: needW) }
-        let wp = weight.padded(top: 0, bottom: s * khs - kh, left: 0, right: s * kws - kw)
-        precondition(wp.shape[1] == c)
-        return xp.spaceToDepth(blockSize: s).conv2d(weight: wp.spaceToDepth(blockSize: s), bias: bias, options: Conv2dOptions())
+        func phaseKernels() -> Tensor {
+            weight.padded(top: 0, bottom: s * khs - kh, left: 0, right: s * kws - kw).spaceToDepth(blockSize: s)
+        }
+        let phaseWeight: Tensor
+        if weight.needsGrad {
+            phaseWeight = phaseKernels()
+        } else {
+            // A constant's phase kernels are kept with its buffer, and so are their Winograd transforms.
+            let shape = [m, c * s * s, khs, kws]
+            let storage = weight.storage.derivedBuffer("space-to-depth:\(s)", count: shape.reduce(1, *)) { dst in
+                let made = GradMode.withoutGrad { phaseKernels() }
+                dst.update(from: made.data, count: made.count)
+            }
+            phaseWeight = Tensor(shape: shape, storage: storage)
+        }
+        return xp.spaceToDepth(blockSize: s).conv2d(weight: phaseWeight, bias: bias, options: Conv2dOptions())
+    }
+
+    /// A unit-stride 5x5 convolution with a constant weight and enough channels (AlexNet's conv2),
+    /// as the sum of four 3x3 ones that Winograd runs: kernel rows and columns {0, 1, 2} at offset
+    /// 0 and {-, 3, 4} (a zero first) at offset 2. 4 x 36 multiplies per 4x4 tile and channel
+    /// pair instead of 400; the input gradient flows through the same four. Same values up to
+    /// rounding.
+    func fiveByFiveAsWinograd(weight: Tensor, bias: Tensor?, options o: Conv2dOptions, outputSize: (Int, Int)) -> Tensor? {
+        let (n, c, h, w) = nchw
+        let m = weight.shape[0]
+        guard weight.shape[2] == 5, weight.shape[3] == 5, !weight.needsGrad, o.strideH == 1, o.strideW == 1,
+              o.dilationH == 1, o.dilationW == 1, o.groups == 1 else { return nil }
+        let (oh, ow) = outputSize
+        let part = ConvGeometry(n: n, c: c, h: oh + 2, w: ow + 2, m: m, kh: 3, kw: 3, oh: oh, ow: ow, o: Conv2dOptions())
+        guard WinogradConvolution.applies(part, weight: weight) else { return nil }
+        // The four 3x3 kernels, kept with the weight's buffer (and so their transforms).
+        func kernel(_ a: Int, _ b: Int) -> Tensor {
+            let storage = weight.storage.derivedBuffer("five-by-five-as-3x3:\(a)\(b)", count: m * c * 9) { out in
+                let src = weight.data
+                for pair in 0..<(m * c) {
+                    for i in 0..<3 { for j in 0..<3 {
+                        let zero = (a == 1 && i == 0) || (b == 1 && j == 0)
+                        out[pair * 9 + i * 3 + j] = zero ? 0 : src[pair * 25 + (2 * a + i) * 5 + 2 * b + j]
+                    } }
+                }
+            }
+            return Tensor(shape: [m, c, 3, 3], storage: storage)
+        }
+        var y: Tensor? = nil
+        for a in 0..<2 { for b in 0..<2 {
+            // The part at offset (2a, 2b) reads input rows oy - padTop + 2a + i: a 3x3 convolution
+            // with the padding shifted, cropping the input where the shift passes the edge.
+            var xs = self
+            var top = o.padTop - 2 * a, left = o.padLeft - 2 * b
+            if top < 0 { xs = xs.slice(axis: 2, start: -top, end: h); top = 0 }
+            if left < 0 { xs = xs.slice(axis: 3, start: -left, end: w); left = 0 }
+            var bottom = oh + 2 - xs.shape[2] - top, right = ow + 2 - xs.shape[3] - left
+            if bottom < 0 { xs = xs.slice(axis: 2, start: 0, end: xs.shape[2] + bottom); bottom = 0 }
+            if right < 0 { xs = xs.slice(axis: 3, start: 0, end: xs.shape[3] + right); right = 0 }
+            let term = xs.conv2d(weight: kernel(a, b), bias: a == 0 && b == 0 ? bias : nil,
+                                 options: Conv2dOptions(strides: (1, 1), pads: (top, left, bottom, right)))
+            y = y.map { $0 + term } ?? term
+        } }
+        return y
     }
 
     /// 2x2 average pooling after a unit-stride convolution, computed as one stride-2
@@ -317,10 +381,13 @@ extension Tensor {
             }
             gxTarget = nil
         }
-        if let gx = gxTarget, let transposed = geo.inputGradientGeometry {
+        if let gx = gxTarget, let transposed = geo.inputGradientGeometry,
+           transposed.prefersDirect || transposed.isPointwise || geo.mg <= geo.cg {
             // With unit stride the input gradient is itself a convolution of the output gradient
             // with the flipped, transposed kernel: one GEMM with a long inner dimension instead
-            // of a tall column matrix scattered back by col2im.
+            // of a tall column matrix scattered back by col2im, or the direct kernel. When the
+            // convolution widens (more outputs than inputs, AlexNet's conv2) that GEMM's column
+            // matrix is the larger one, and col2im's path below moves less memory.
             let kk = geo.kh * geo.kw
             withScratch(weight.count) { flipped in
                 let w = weight.data

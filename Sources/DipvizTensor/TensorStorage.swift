@@ -15,7 +15,8 @@ public final class TensorStorage: @unchecked Sendable {
     deinit { BufferPool.shared.give(pointer, count: count) }
 
     /// Values derived from this buffer's contents (a convolution's transformed weights), kept
-    /// while the buffer lives and dropped when it is written through `Tensor.copy` or `fill`.
+    /// while the buffer lives and dropped when it is written through `Tensor.copy`, `fill` or an
+    /// optimiser step.
     private var derived: [String: TensorStorage] = [:]
     private let derivedLock = NSLock()
 

@@ -6,36 +6,90 @@ import CDipvizKernels
 /// 36 products over channels are 36 GEMMs (transformed weights x transformed input tiles),
 /// run single-threaded side by side; the transforms are vector kernels of CDipvizKernels.
 ///
-/// The weights' transform is four times their size, so it is kept with the weights and used
-/// only for constants (a frozen classifier's kernels, forward and input gradient).
+/// The weights' transform is four times their size. A constant's (a frozen classifier's
+/// kernels) is kept with the weights' buffer; a trainable weight's is made on every call, since
+/// the optimiser rewrites the weights between any two uses (the weight gradient stays im2col +
+/// GEMM).
 enum WinogradConvolution {
     /// Output pixels below which im2col + GEMM is used: with few tiles the 36 GEMMs stream 4x
     /// the weights for little arithmetic. At 13x13 (AlexNet conv3-5) and 14x14 (VGG16 conv5)
     /// Winograd measured even in the forward pass and 5-10% faster in the TV inversion step
     /// (processor time, 2 cores); below that it is not tried.
     static let minimumOutputPixels = 12 * 12
+    /// Output pixels below which a trainable weight, transformed on every call, takes im2col +
+    /// GEMM: the transform writes 36 floats per channel pair (memory-bound), which pays only when
+    /// the tiles are many (at 16x16 the DIP generator's 128 -> 512 phase convolution spent more
+    /// on the transform than Winograd saved).
+    static let minimumTrainableOutputPixels = 32 * 32
     /// Channels below which the transforms cost more than the multiplies they save.
     static let minimumChannels = 16
 
-    /// Tiles per band up to which the products skip OpenBLAS (see narrow_gemm).
+    /// Tiles per band up to which the products skip OpenBLAS (see packed_gemm).
     static let narrowColumns = 64
 
     static func applies(_ geo: ConvGeometry, weight: Tensor) -> Bool {
         geo.kh == 3 && geo.kw == 3 && geo.o.strideH == 1 && geo.o.strideW == 1 && geo.o.dilationH == 1
             && geo.o.dilationW == 1 && geo.cg >= minimumChannels && geo.mg >= minimumChannels
-            && geo.spatial >= minimumOutputPixels && !weight.needsGrad
+            && geo.spatial >= (weight.needsGrad ? minimumTrainableOutputPixels : minimumOutputPixels)
     }
 
-    /// The transformed kernels of all groups, u[g][xi][mg][cg], kept with the weight's buffer.
-    /// `transposed`: those of the input-gradient convolution (geo is then that convolution).
+    /// How one convolution is tiled: bands of tile rows, and the layout of the transformed weights.
+    struct Plan {
+        let th: Int, tw: Int
+        let bandRows: Int
+        /// Floats per row of the transformed tiles: a band's tiles padded to 16 (whole vectors).
+        let ld: Int
+        /// Bands narrow enough for packed_gemm, which reads the weights in its packed layout;
+        /// wider ones go to OpenBLAS with row-major weights.
+        let packed: Bool
+        /// Floats of the transformed weights per position xi (one group).
+        let position: Int
+
+        init(_ geo: ConvGeometry) {
+            th = (geo.oh + 3) / 4; tw = (geo.ow + 3) / 4
+            // Bands of tile rows keep both transformed buffers within a few megabytes.
+            let bytesPerTileRow = 36 * (geo.cg + geo.mg) * tw * 4
+            bandRows = Swift.max(1, Swift.min(th, (6 << 20) / bytesPerTileRow))
+            ld = (bandRows * tw + 15) / 16 * 16
+            packed = bandRows * tw <= narrowColumns
+            let rowBlock = Int(DIPVIZ_PACKED_ROWS)
+            position = (packed ? (geo.mg + rowBlock - 1) / rowBlock * rowBlock : geo.mg) * geo.cg
+        }
+    }
+
+    /// The transformed kernels of all groups, u[g][xi][mg x cg] (row-major or packed as the plan
+    /// says): kept with the buffer of a constant weight, made afresh for a trainable one (whose
+    /// buffer the optimiser rewrites in place). `transposed`: those of the input-gradient
+    /// convolution (geo is then that convolution).
     static func weights(_ geo: ConvGeometry, weight: Tensor, transposed: Bool) -> TensorStorage {
-        let perGroup = 36 * geo.mg * geo.cg
-        let key = "winograd-f43:\(geo.o.groups):\(transposed)"
-        return weight.storage.derivedBuffer(key, count: perGroup * geo.o.groups) { u in
-            // The original kernel is (groups x) rows x cols x 3 x 3 with rows/cols swapped when transposed.
-            let rows = transposed ? geo.cg : geo.mg, cols = transposed ? geo.mg : geo.cg
-            Parallel.forEach(geo.o.groups, itemCost: perGroup * 10) { g in
-                dipviz_winograd_weights(weight.data + g * rows * cols * 9, rows, cols, transposed ? 1 : 0, u + g * perGroup)
+        let plan = Plan(geo)
+        let count = 36 * plan.position * geo.o.groups
+        guard !weight.needsGrad else {
+            // A transform cached while the weight was constant would be stale once it is trained.
+            weight.storage.dropDerived()
+            let u = TensorStorage(count: count)
+            transform(geo, plan: plan, weight: weight, transposed: transposed, into: u.pointer)
+            return u
+        }
+        let key = "winograd-f43:\(geo.o.groups):\(transposed):\(plan.packed ? "packed" : "rows")"
+        return weight.storage.derivedBuffer(key, count: count) { u in
+            transform(geo, plan: plan, weight: weight, transposed: transposed, into: u)
+        }
+    }
+
+    static func transform(_ geo: ConvGeometry, plan: Plan, weight: Tensor, transposed: Bool, into u: UnsafeMutablePointer<Float>) {
+        let perGroup = 36 * plan.position
+        // The original kernel is (groups x) rows x cols x 3 x 3 with rows/cols swapped when transposed.
+        let rows = transposed ? geo.cg : geo.mg, cols = transposed ? geo.mg : geo.cg
+        let w = weight.data
+        let kernels = VectorKernels.current.pointee
+        Parallel.forEachRange(geo.o.groups * rows, grain: Swift.max(1, 4096 / cols)) { r in
+            var item = r.lowerBound
+            while item < r.upperBound {
+                let g = item / rows, begin = item % rows, end = Swift.min(rows, begin + r.upperBound - item)
+                kernels.winograd_weights(w + g * rows * cols * 9, rows, cols, transposed ? 1 : 0, plan.packed ? 1 : 0,
+                                         u + g * perGroup, begin, end)
+                item += end - begin
             }
         }
     }
@@ -44,13 +98,9 @@ enum WinogradConvolution {
     static func forward(_ geo: ConvGeometry, x: UnsafePointer<Float>, u: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                         y: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let kernels = VectorKernels.current.pointee
-        let th = (geo.oh + 3) / 4, tw = (geo.ow + 3) / 4
-        // Bands of tile rows keep both transformed buffers within a few megabytes.
-        let bytesPerTileRow = 36 * (geo.cg + geo.mg) * tw * 4
-        let bandRows = Swift.max(1, Swift.min(th, (6 << 20) / bytesPerTileRow))
-        // Rows of the transformed tiles padded to 16 floats (whole vectors for narrow_gemm).
-        let ld = (bandRows * tw + 15) / 16 * 16
-        let perGroup = 36 * geo.mg * geo.cg
+        let plan = Plan(geo)
+        let th = plan.th, tw = plan.tw, bandRows = plan.bandRows, ld = plan.ld
+        let perGroup = 36 * plan.position
         withScratch(36 * geo.cg * ld) { v in
             withScratch(36 * geo.mg * ld) { mm in
                 for b in 0..<geo.n {
@@ -66,20 +116,21 @@ enum WinogradConvolution {
                             Parallel.forEachRange(geo.cg, grain: Swift.max(1, 2048 / n)) { r in
                                 kernels.winograd_input(xg, geo.h, geo.w, geo.o.padTop, geo.o.padLeft, ty0, rows, tw, v, ld, geo.cg,
                                                        r.lowerBound, r.upperBound)
-                                // Zeros in the padding columns: the narrow products read them.
+                                // Zeros in the padding columns: the packed products read them.
                                 let pad = (n + 15) / 16 * 16 - n
                                 if pad > 0 {
                                     for xi in 0..<36 { for ch in r { (v + (xi * geo.cg + ch) * ld + n).update(repeating: 0, count: pad) } }
                                 }
                             }
                             Parallel.forEachRange(36, grain: Swift.max(1, 36 * 2_000_000 / Swift.max(1, 2 * geo.mg * geo.cg * n * 36))) { r in
-                                for xi in r where n <= narrowColumns {
-                                    kernels.narrow_gemm(geo.mg, (n + 15) / 16 * 16, geo.cg, ug + xi * geo.mg * geo.cg, geo.cg,
-                                                        v + xi * geo.cg * ld, ld, mm + xi * geo.mg * ld, ld)
-                                }
-                                for xi in r where n > narrowColumns {
-                                    BLAS.sgemmSingleThread(m: geo.mg, n: n, k: geo.cg, a: ug + xi * geo.mg * geo.cg, lda: geo.cg,
-                                                           b: v + xi * geo.cg * ld, ldb: ld, c: mm + xi * geo.mg * ld, ldc: ld)
+                                for xi in r {
+                                    if plan.packed {
+                                        kernels.packed_gemm(geo.mg, (n + 15) / 16 * 16, geo.cg, ug + xi * plan.position,
+                                                            v + xi * geo.cg * ld, ld, mm + xi * geo.mg * ld, ld)
+                                    } else {
+                                        BLAS.sgemmSingleThread(m: geo.mg, n: n, k: geo.cg, a: ug + xi * plan.position, lda: geo.cg,
+                                                               b: v + xi * geo.cg * ld, ldb: ld, c: mm + xi * geo.mg * ld, ldc: ld)
+                                    }
                                 }
                             }
                             Parallel.forEachRange(geo.mg, grain: Swift.max(1, 2048 / n)) { r in

@@ -86,8 +86,10 @@ struct KernelPathTests {
     }
 
     /// Winograd F(4x4, 3x3) against the literal sum, on sizes with ragged tiles, several bands
-    /// and asymmetric padding; then its input gradient against the GEMM path's.
-    @Test(arguments: [(26, 29, 1, 1, 1), (41, 24, 0, 2, 1), (33, 33, 1, 0, 2)])
+    /// and asymmetric padding; then its input gradient, with a constant and with a trainable
+    /// weight (transformed on every call from 32x32 outputs), and the trainable weight's gradient.
+    /// Bands of up to 64 tiles use the packed products, wider ones OpenBLAS.
+    @Test(arguments: [(26, 29, 1, 1, 1), (32, 32, 1, 1, 1), (41, 24, 0, 2, 1), (33, 33, 1, 0, 2)])
     func winogradMatchesTheDefinition(height: Int, width: Int, padTop: Int, padLeft: Int, groups: Int) {
         var rng = SeededGenerator(seed: 21)
         let x = Tensor.uniform([1, 32, height, width], low: -1, high: 1, generator: &rng)
@@ -100,17 +102,139 @@ struct KernelPathTests {
         let error = Self.relativeError(fast.scalars, literal.scalars)
         #expect(error < 2e-5, "forward relative error \(error)")
 
-        // The input gradient with the constant weight (Winograd) and with a trainable copy (GEMM).
         x.requiresGrad = true
         let seed = Tensor.uniform(literal.shape, low: -1, high: 1, generator: &rng)
+        let (literalGx, literalGw) = literalConvolutionGradients(x, w, seed, o)
         x.conv2d(weight: w, bias: b, options: o).backward(seed: seed)
-        let winograd = x.grad!.scalars
+        let gradientError = Self.relativeError(x.grad!.scalars, literalGx.scalars)
+        #expect(gradientError < 2e-5, "input gradient relative error \(gradientError)")
+
         x.grad = nil
         let trainable = w.detached()
         trainable.requiresGrad = true
-        x.conv2d(weight: trainable, bias: b, options: o).backward(seed: seed)
-        let gradientError = Self.relativeError(winograd, x.grad!.scalars)
-        #expect(gradientError < 2e-5, "input gradient relative error \(gradientError)")
+        let y = x.conv2d(weight: trainable, bias: b, options: o)
+        #expect(Self.relativeError(y.scalars, literal.scalars) < 2e-5, "trainable forward")
+        y.backward(seed: seed)
+        let trainableError = Self.relativeError(x.grad!.scalars, literalGx.scalars)
+        #expect(trainableError < 2e-5, "trainable weight: input gradient relative error \(trainableError)")
+        let weightError = Self.relativeError(trainable.grad!.scalars, literalGw.scalars)
+        #expect(weightError < 2e-5, "weight gradient relative error \(weightError)")
+    }
+
+    /// A widening unit-stride convolution (more outputs than inputs, neither direct nor
+    /// Winograd) takes its input gradient through col2im: against the definition.
+    @Test func wideningConvolutionGradientsMatchTheDefinition() {
+        var rng = SeededGenerator(seed: 8)
+        let x = Tensor.uniform([1, 56, 9, 7], low: -1, high: 1, generator: &rng)
+        x.requiresGrad = true
+        let w = Tensor.uniform([64, 56, 3, 3], low: -0.2, high: 0.2, generator: &rng)
+        w.requiresGrad = true
+        let o = Conv2dOptions(strides: (1, 1), pads: (1, 2, 1, 0))
+        let y = x.conv2d(weight: w, options: o)
+        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
+        y.backward(seed: seed)
+        let (gx, gw) = literalConvolutionGradients(x, w, seed, o)
+        #expect(Self.relativeError(x.grad!.scalars, gx.scalars) < 2e-5)
+        #expect(Self.relativeError(w.grad!.scalars, gw.scalars) < 2e-5)
+    }
+
+    /// Max pooling (four windows at a time inside the rows, one at a time at the borders) against
+    /// the definition, values and gradient, with ties (the first element in window order wins).
+    @Test(arguments: [(3, 2, 0, 1), (3, 2, 1, 1), (2, 1, 0, 2)])
+    func maxPoolMatchesTheDefinition(kernel: Int, stride: Int, padding: Int, dilation: Int) {
+        var rng = SeededGenerator(seed: 9)
+        // Values on a coarse grid, so that windows hold ties.
+        let values = Tensor.uniform([1, 3, 23, 27], low: -1, high: 1, generator: &rng).scalars.map { ($0 * 4).rounded() / 4 }
+        let x = Tensor(shape: [1, 3, 23, 27], scalars: values)
+        x.requiresGrad = true
+        var o = Pool2dOptions(kernel: kernel, stride: stride, padding: padding)
+        o.window.dilationH = dilation; o.window.dilationW = dilation
+        let y = x.maxPool2d(o)
+        let (oh, ow) = (y.shape[2], y.shape[3])
+        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
+        y.backward(seed: seed)
+        var expected = [Float](), gradient = [Float](repeating: 0, count: x.count)
+        let seeds = seed.scalars
+        for p in 0..<3 { for oy in 0..<oh { for ox in 0..<ow {
+            var best: Float = 0, at = -1
+            for i in 0..<kernel { for j in 0..<kernel {
+                let iy = oy * stride - padding + i * dilation, ix = ox * stride - padding + j * dilation
+                guard iy >= 0, iy < 23, ix >= 0, ix < 27 else { continue }
+                let k = (p * 23 + iy) * 27 + ix
+                if at < 0 || values[k] > best { best = values[k]; at = k }
+            } }
+            expected.append(best)
+            if at >= 0 { gradient[at] += seeds[(p * oh + oy) * ow + ox] }
+        } } }
+        #expect(y.scalars == expected)
+        #expect(x.grad!.scalars == gradient)
+    }
+
+    /// AlexNet's conv1 geometry (11x11, stride 4, 64 outputs) runs as a 3x3 Winograd convolution
+    /// over the input's 4x4 phases: values and input gradient against the definition, and the
+    /// cached phase kernels follow a rewrite of the weight.
+    @Test func stridedWinogradMatchesTheDefinition() {
+        var rng = SeededGenerator(seed: 10)
+        let x = Tensor.uniform([1, 3, 59, 61], low: -1, high: 1, generator: &rng)
+        let w = Tensor.uniform([64, 3, 11, 11], low: -0.1, high: 0.1, generator: &rng)
+        let b = Tensor.uniform([64], low: -0.5, high: 0.5, generator: &rng)
+        let o = Conv2dOptions(stride: 4, padding: 2)
+        x.requiresGrad = true
+        let y = x.conv2d(weight: w, bias: b, options: o)
+        #expect(Self.relativeError(y.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
+        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
+        y.backward(seed: seed)
+        let (gx, _) = literalConvolutionGradients(x, w, seed, o)
+        #expect(Self.relativeError(x.grad!.scalars, gx.scalars) < 2e-5)
+        w.copy(from: Tensor.uniform(w.shape, low: -0.1, high: 0.1, generator: &rng))
+        let after = GradMode.withoutGrad { x.conv2d(weight: w, bias: b, options: o) }
+        #expect(Self.relativeError(after.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
+    }
+
+    /// A constant 5x5 kernel (AlexNet's conv2) runs as four 3x3 Winograd convolutions: values and
+    /// input gradient against the definition, with paddings that crop the shifted inputs.
+    @Test(arguments: [(2, 2, 2, 2), (0, 1, 2, 0), (3, 0, 1, 3)])
+    func fiveByFiveMatchesTheDefinition(top: Int, left: Int, bottom: Int, right: Int) {
+        var rng = SeededGenerator(seed: 12)
+        let x = Tensor.uniform([1, 16, 17, 16], low: -1, high: 1, generator: &rng)
+        let w = Tensor.uniform([20, 16, 5, 5], low: -0.1, high: 0.1, generator: &rng)
+        let b = Tensor.uniform([20], low: -0.5, high: 0.5, generator: &rng)
+        let o = Conv2dOptions(strides: (1, 1), pads: (top, left, bottom, right))
+        x.requiresGrad = true
+        let y = x.conv2d(weight: w, bias: b, options: o)
+        #expect(Self.relativeError(y.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
+        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
+        y.backward(seed: seed)
+        let (gx, _) = literalConvolutionGradients(x, w, seed, o)
+        #expect(Self.relativeError(x.grad!.scalars, gx.scalars) < 2e-5)
+    }
+
+    /// A trainable weight is transformed again after every optimiser step, and a transform cached
+    /// while the weight was constant is not served once an optimiser has rewritten it.
+    @Test func optimisedWeightsAreNotServedStaleTransforms() {
+        var rng = SeededGenerator(seed: 6)
+        let x = Tensor.uniform([1, 16, 32, 32], low: -1, high: 1, generator: &rng)
+        let w = Tensor.uniform([16, 16, 3, 3], low: -0.2, high: 0.2, generator: &rng)
+        let zero = Tensor(zeros: [16])
+        let o = Conv2dOptions(padding: 1)
+        w.requiresGrad = true
+        let adam = Adam(parameters: [w], learningRate: 0.05)
+        for _ in 0..<2 {
+            let y = x.conv2d(weight: w, options: o)
+            #expect(Self.relativeError(y.scalars, directConvolution(x, w, zero, o).scalars) < 2e-5)
+            adam.zeroGrad()
+            (y * y).sum().backward()
+            adam.step()
+        }
+        // Constant: its transform is cached; then one optimiser step rewrites it in place.
+        w.requiresGrad = false
+        _ = GradMode.withoutGrad { x.conv2d(weight: w, options: o) }
+        w.requiresGrad = true
+        w.grad = Tensor.uniform(w.shape, low: -1, high: 1, generator: &rng)
+        adam.step()
+        w.requiresGrad = false
+        let after = GradMode.withoutGrad { x.conv2d(weight: w, options: o) }
+        #expect(Self.relativeError(after.scalars, directConvolution(x, w, zero, o).scalars) < 2e-5)
     }
 
     /// Writing a constant weight through `copy` must drop its cached transform.
@@ -144,4 +268,26 @@ func groupedLiteral(_ x: Tensor, _ w: Tensor, _ b: Tensor, _ o: Conv2dOptions) -
     }
     let (oh, ow) = o.outputSize(height: x.shape[2], width: x.shape[3], kernelH: 3, kernelW: 3)
     return Tensor(shape: [x.shape[0], w.shape[0], oh, ow], scalars: values)
+}
+
+/// Gradients of sum(seed * conv(x, w)) with respect to x and w, by the definition (any groups,
+/// stride and padding; no dilation).
+func literalConvolutionGradients(_ x: Tensor, _ w: Tensor, _ seed: Tensor, _ o: Conv2dOptions) -> (Tensor, Tensor) {
+    let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (m, cg, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+    let mg = m / o.groups
+    let (oh, ow) = (seed.shape[2], seed.shape[3])
+    let xs = x.scalars, ws = w.scalars, gs = seed.scalars
+    var gx = [Double](repeating: 0, count: x.count), gw = [Double](repeating: 0, count: w.count)
+    for b in 0..<n { for mm in 0..<m { for oy in 0..<oh { for ox in 0..<ow {
+        let g = Double(gs[((b * m + mm) * oh + oy) * ow + ox])
+        for k in 0..<cg { for i in 0..<kh { for j in 0..<kw {
+            let iy = oy * o.strideH - o.padTop + i, ix = ox * o.strideW - o.padLeft + j
+            guard iy >= 0 && iy < h && ix >= 0 && ix < wd else { continue }
+            let xi = ((b * c + (mm / mg) * cg + k) * h + iy) * wd + ix, wi = ((mm * cg + k) * kh + i) * kw + j
+            gx[xi] += g * Double(ws[wi])
+            gw[wi] += g * Double(xs[xi])
+        } } }
+    } } } }
+    return (Tensor(shape: x.shape, scalars: gx.map { Float($0) }), Tensor(shape: w.shape, scalars: gw.map { Float($0) }))
 }

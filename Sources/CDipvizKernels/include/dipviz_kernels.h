@@ -17,6 +17,9 @@ enum {
 #define DIPVIZ_DIRECT_CHANNEL_BLOCK 6
 /// Readable floats the direct kernels need past each row's last output (twice the widest vector).
 #define DIPVIZ_DIRECT_ROW_SLACK 32
+/// Rows of A per block of packed_gemm's layout, the same on every path (12 rows x 16 columns
+/// of accumulators: 12 vectors with 512 bits, 6 x 2 with 256, 3 x 4 with 128).
+#define DIPVIZ_PACKED_ROWS 12
 
 typedef struct {
     const char *name;      // "portable", "avx2", "avx512"
@@ -40,6 +43,16 @@ typedef struct {
                                    const float *gy, long gy_row_stride, long m, long kh, long kw, long oh,
                                    float *dw, int accumulate, long begin, long end);
 
+    /// Winograd F(4x4, 3x3) weight transform (U = G g G^T) of an m x c x 3 x 3 kernel into
+    /// u[xi][row][col], xi = 6 k + l over the 36 positions: rows = m, cols = c; with
+    /// flip_transpose set, the kernel of the transposed convolution (input gradient) instead:
+    /// rows = c, cols = m, each 3 x 3 turned by 180 degrees. Transforms the kernels of output
+    /// channels [begin, end) of g. With `packed` set each position's rows x cols matrix is
+    /// written in packed_gemm's layout instead of row-major:
+    /// ceil(rows / DIPVIZ_PACKED_ROWS) * DIPVIZ_PACKED_ROWS * cols floats per position.
+    void (*winograd_weights)(const float *g, long m, long c, int flip_transpose, int packed, float *u,
+                             long begin, long end);
+
     /// Winograd F(4x4, 3x3) input transform (Lavin & Gray 2016, eq. 8: V = B^T d B) of channels
     /// [begin, end) for tile rows [tile_row0, tile_row0 + tile_rows): v[xi][ch][t] for the 36
     /// positions xi, t = tile index within the band (row-major over tw tiles a row), `ld` floats
@@ -58,11 +71,11 @@ typedef struct {
                             long begin, long end);
 
     /// C = A B (row-major, m x k times k x n) for narrow B: n a multiple of 16, every row of B
-    /// and C `n` floats wide in memory. Reads A in place (no packing), one vector of B's row at a
-    /// time against eight rows of A: for Winograd's products on small images, where packing the
-    /// transformed weights on every call cost as much as the multiplication.
-    void (*narrow_gemm)(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
-                        float *c, long ldc);
+    /// and C `n` floats wide in memory, A packed as [ceil(m / DIPVIZ_PACKED_ROWS)][k][DIPVIZ_PACKED_ROWS]
+    /// (the slots past row m of the last block are never read). No packing on the call: the
+    /// Winograd weight transform writes this layout, so the products of small images (few tiles
+    /// per transformed weight) stream the weights once, contiguously.
+    void (*packed_gemm)(long m, long n, long k, const float *a, const float *b, long ldb, float *c, long ldc);
 
     /// (sum of x, sum of x^2) over n floats, float lanes added into doubles every 2048 floats.
     void (*sum_and_squares)(const float *x, long n, double *sum, double *squares);
@@ -75,12 +88,6 @@ typedef struct {
 const dipviz_kernels *dipviz_kernels_for_level(int level);
 
 
-
-/// Winograd F(4x4, 3x3) weight transform (U = G g G^T) of an m x c x 3 x 3 kernel into
-/// u[xi][row][col], xi = 6 k + l over the 36 positions: rows = m, cols = c; with
-/// flip_transpose set, the kernel of the transposed convolution (input gradient) instead:
-/// rows = c, cols = m, each 3 x 3 turned by 180 degrees.
-void dipviz_winograd_weights(const float *g, long m, long c, int flip_transpose, float *u);
 
 /// Max pooling of planes [plane_begin, plane_end) (NCHW planes of h x w into oh x ow), window
 /// kh x kw with strides, leading padding and dilations; padding never wins, a window entirely
