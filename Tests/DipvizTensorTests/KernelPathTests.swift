@@ -179,16 +179,23 @@ struct KernelPathTests {
         let w = Tensor.uniform([64, 3, 11, 11], low: -0.1, high: 0.1, generator: &rng)
         let b = Tensor.uniform([64], low: -0.5, high: 0.5, generator: &rng)
         let o = Conv2dOptions(stride: 4, padding: 2)
-        x.requiresGrad = true
-        let y = x.conv2d(weight: w, bias: b, options: o)
-        #expect(Self.relativeError(y.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
-        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
-        y.backward(seed: seed)
-        let (gx, _) = literalConvolutionGradients(x, w, seed, o)
-        #expect(Self.relativeError(x.grad!.scalars, gx.scalars) < 2e-5)
+        Self.expectValuesAndInputGradientAsDefined(x, w, b, o, generator: &rng)
         w.copy(from: Tensor.uniform(w.shape, low: -0.1, high: 0.1, generator: &rng))
         let after = GradMode.withoutGrad { x.conv2d(weight: w, bias: b, options: o) }
         #expect(Self.relativeError(after.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
+    }
+
+    /// conv2d of x (made trainable here) against the literal sum: values, and the input gradient
+    /// of a random upstream gradient.
+    static func expectValuesAndInputGradientAsDefined(_ x: Tensor, _ w: Tensor, _ b: Tensor, _ o: Conv2dOptions,
+                                                      generator rng: inout SeededGenerator) {
+        x.requiresGrad = true
+        let y = x.conv2d(weight: w, bias: b, options: o)
+        #expect(relativeError(y.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
+        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
+        y.backward(seed: seed)
+        let (gx, _) = literalConvolutionGradients(x, w, seed, o)
+        #expect(relativeError(x.grad!.scalars, gx.scalars) < 2e-5)
     }
 
     /// A constant 5x5 kernel (AlexNet's conv2) runs as four 3x3 Winograd convolutions: values and
@@ -200,13 +207,7 @@ struct KernelPathTests {
         let w = Tensor.uniform([20, 16, 5, 5], low: -0.1, high: 0.1, generator: &rng)
         let b = Tensor.uniform([20], low: -0.5, high: 0.5, generator: &rng)
         let o = Conv2dOptions(strides: (1, 1), pads: (top, left, bottom, right))
-        x.requiresGrad = true
-        let y = x.conv2d(weight: w, bias: b, options: o)
-        #expect(Self.relativeError(y.scalars, directConvolution(x, w, b, o).scalars) < 2e-5)
-        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
-        y.backward(seed: seed)
-        let (gx, _) = literalConvolutionGradients(x, w, seed, o)
-        #expect(Self.relativeError(x.grad!.scalars, gx.scalars) < 2e-5)
+        Self.expectValuesAndInputGradientAsDefined(x, w, b, o, generator: &rng)
     }
 
     /// A trainable weight is transformed again after every optimiser step, and a transform cached
