@@ -24,7 +24,7 @@ public final class ResultFolder {
         lockDescriptor = try FolderLock.acquire(path + "/.lock", what: "run folder \(path)")
     }
 
-    deinit { if lockDescriptor >= 0 { close(lockDescriptor) } }
+    deinit { if lockDescriptor >= 0 { FolderLock.release(lockDescriptor) } }
 
     public func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
     public func checkpoint(_ name: String) -> String { file("checkpoints/\(name).ckpt") }
@@ -73,5 +73,13 @@ public enum FolderLock {
         let pid = "\(getpid())\n"
         _ = pid.withCString { Glibc.write(fd, $0, strlen($0)) }
         return fd
+    }
+
+    /// Unlocks, then closes. A forked child (a kernel check run in a child process) shares the
+    /// lock's open file description, and closing this descriptor alone would leave the lock
+    /// held until that child exits; unlocking releases it for every copy.
+    public static func release(_ fd: Int32) {
+        flock(fd, LOCK_UN)
+        close(fd)
     }
 }

@@ -121,7 +121,7 @@ struct Gallery: ParsableCommand {
             throw GalleryError.experiment("cannot create \(workFolder): \(FileErrors.describe(error))")
         }
         let lock = try FolderLock.acquire((workFolder as NSString).appendingPathComponent("gallery.lock"), what: "the gallery in \(out)")
-        defer { close(lock) }
+        defer { FolderLock.release(lock) }
         let builder = try GalleryBuilder(spec: definition, budget: budget, specDirectory: specDirectory, output: out, work: workFolder)
         builder.keepCheckpoints = keepCheckpoints
         builder.batching = !oneAtATime
@@ -231,7 +231,7 @@ struct Gallery: ParsableCommand {
             throw GalleryError.experiment("cannot create \(folder): \(FileErrors.describe(error))")
         }
         let lock = try FolderLock.acquire((folder as NSString).appendingPathComponent("shard.lock"), what: "shard \(index)/\(count) in \(folder)")
-        defer { close(lock) }
+        defer { FolderLock.release(lock) }
         let share = try builder.shard(index, of: count)
         let pending = share.filter { !builder.isDone($0) }
         let batches = builder.batches(pending)
