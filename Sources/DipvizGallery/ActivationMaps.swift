@@ -30,7 +30,9 @@ struct ActivationMaps {
     /// Per unit, the value range its colours span.
     var ranges: [Int: (Float, Float)]
 
-    static let note = "Activation map of the unit on each sample photo (nearest-neighbour upscaled; dark: the unit's lowest value over these photos, bright: its highest; colours are scaled per unit)."
+    static let note = "Activation map of the unit on each sample photo at \(minimumSize) px or the model's input size (nearest-neighbour upscaled; dark: the unit's lowest value over these photos, bright: its highest; colours are scaled per unit)."
+    /// The smallest size the photos are read at.
+    static let minimumSize = 224
 
     /// Heatmap colours (a perceptually ordered dark-to-bright ramp, like matplotlib's inferno).
     static let ramp: [(Float, Float, Float)] = [(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)]
@@ -76,7 +78,9 @@ extension GallerySite {
         guard !photos.isEmpty, let net = try? builder.network(first.modelPath),
               let preprocessing = try? first.spec.model.preprocessing ?? Preprocessing.forModel(net.model) else { return nil }
         let probe = Probe(network: net, preprocessing: preprocessing)
-        let size = first.spec.size
+        // The photos at the classifier's usual input size at least (224, or a fixed input's
+        // own): a quick budget's 64 or 128 px leaves deep layers a map of a few pixels.
+        let size = Swift.max(first.spec.size, ActivationMaps.minimumSize)
         let folder = "activations/\(slug)/\(GallerySite.slug(layer))"
         let photoSlugs = GallerySite.uniqueSlugs(photos) { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
         var shown: [ActivationMaps.Photo] = []
