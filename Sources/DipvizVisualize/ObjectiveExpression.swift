@@ -12,6 +12,7 @@ import Foundation
 ///                                  channel vector with v (a .npy vector of the layer's channels)
 ///     class(black swan)            a class logit (a name from the labels, or an index)
 ///     probability(100)             a class's softmax probability
+///     logprob(lemon)               its logarithm (log softmax of the class scores)
 ///     conv4:12 - 0.5*conv4:40      weighted sums and differences; -conv4:3 negates
 ///     diversity(conv4)             Lucid's diversity term over a batch of images (`--images N`):
 ///                                  each image's Gram matrix of the layer's channels, scaled to
@@ -26,7 +27,7 @@ import Foundation
 /// hold a '-'); a weight is a number and '*' before a term.
 public struct ObjectiveExpression: Codable, Equatable, Sendable {
     public struct Term: Codable, Equatable, Sendable {
-        public enum Kind: String, Codable, Sendable { case channel, neuron, direction, classLogit = "class", classProbability = "probability", diversity }
+        public enum Kind: String, Codable, Sendable { case channel, neuron, direction, classLogit = "class", classProbability = "probability", classLogProbability = "logprob", diversity }
         public var weight: Float
         public var kind: Kind
         public var layer: String?
@@ -47,7 +48,7 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
             case .neuron: return index.map { .neuron(unit: $0, y: y, x: x) }
             case .classLogit: return index.map { .classScore(index: $0, probability: false) }
             case .classProbability: return index.map { .classScore(index: $0, probability: true) }
-            case .direction, .diversity: return nil
+            case .direction, .diversity, .classLogProbability: return nil
             }
         }
     }
@@ -56,7 +57,7 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
     public var text: String
     public var terms: [Term]
 
-    static let syntax = "write terms such as conv4:12, conv4:12@6,6, direction(conv5, v.npy), class(black swan), probability(100) or diversity(conv4), joined by ' + ' or ' - ', each with an optional WEIGHT*, e.g. 'conv4:12 - 0.5*conv4:40'"
+    static let syntax = "write terms such as conv4:12, conv4:12@6,6, direction(conv5, v.npy), class(black swan), probability(100), logprob(lemon) or diversity(conv4), joined by ' + ' or ' - ', each with an optional WEIGHT*, e.g. 'conv4:12 - 0.5*conv4:40'"
 
     /// Whether a term compares the images of a batch (needs several images).
     public var hasDiversity: Bool { terms.contains { $0.kind == .diversity } }
@@ -100,11 +101,12 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
             let name = String(body[..<open]).trimmingCharacters(in: .whitespaces)
             let argument = String(body[body.index(after: open)..<body.index(before: body.endIndex)]).trimmingCharacters(in: .whitespaces)
             switch name {
-            case "class", "probability":
+            case "class", "probability", "logprob":
                 guard let index = ClassLabels.index(of: argument, in: labels) else {
                     throw bad(labels.isEmpty ? "no labels beside the model to look up '\(argument)'; give the class index" : "no class named '\(argument)' in the labels")
                 }
-                return Term(weight: weight, kind: name == "class" ? .classLogit : .classProbability, index: index)
+                let kind: Term.Kind = name == "class" ? .classLogit : name == "probability" ? .classProbability : .classLogProbability
+                return Term(weight: weight, kind: kind, index: index)
             case "diversity":
                 guard !argument.isEmpty, !argument.contains(",") else { throw bad("diversity takes (LAYER)") }
                 return Term(weight: weight, kind: .diversity, layer: argument)
@@ -137,6 +139,10 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
             let tensor: String, measure: (Tensor) throws -> Tensor
             if let target = term.target {
                 (tensor, measure) = try Maximization.activation(probe: probe, layer: term.layer, target: target)
+            } else if term.kind == .classLogProbability, let index = term.index {
+                guard let logits = probe.logitsTensor else { throw VisualizeError.invalid("the model has no class scores") }
+                tensor = logits
+                measure = { y in try ObjectiveExpression.logProbability(y, index: index) }
             } else {
                 guard let layer = term.layer, let file = term.direction else { throw VisualizeError.invalid("a direction needs a layer and a file") }
                 tensor = layer
@@ -179,6 +185,18 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
             }
             return total!
         })
+    }
+
+    /// log softmax(y)[index] of class scores y [1, classes, ...]: the logit less the log of the
+    /// summed exponentials, shifted by the largest logit (a constant) so nothing overflows.
+    /// Unlike the logit it falls when rival classes rise; unlike the probability its gradient
+    /// does not vanish while the class is improbable.
+    static func logProbability(_ y: Tensor, index: Int) throws -> Tensor {
+        let flat = y.reshaped([y.shape[0], -1])
+        guard index >= 0 && index < flat.shape[1] else { throw VisualizeError.unitOutOfRange(layer: "the class scores", unit: index, channels: flat.shape[1]) }
+        let top = flat.detached().scalars.max() ?? 0
+        let logSum = flat.shifted(by: -top).exp().sum().log().shifted(by: top)
+        return flat.slice(axis: 1, start: index, end: index + 1).sum() - logSum
     }
 
     /// Lucid's diversity of a batch y [B, C, ...]: per image the Gram matrix G = F Fᵀ of its

@@ -94,6 +94,8 @@ struct ObjectiveExpressionTests {
         ])
         let negated = try ObjectiveExpression.parse("-conv5:1", labels: [])
         #expect(negated.terms == [T(weight: -1, kind: .channel, layer: "conv5", index: 1)])
+        let logprob = try ObjectiveExpression.parse("logprob(black swan)", labels: labels)
+        #expect(logprob.terms == [T(weight: 1, kind: .classLogProbability, index: 1)])
         let diverse = try ObjectiveExpression.parse("conv4:12 - 100*diversity(conv4)", labels: [])
         #expect(diverse.terms == [T(weight: 1, kind: .channel, layer: "conv4", index: 12), T(weight: -100, kind: .diversity, layer: "conv4")])
         #expect(diverse.hasDiversity && !negated.hasDiversity)
@@ -122,6 +124,24 @@ struct ObjectiveExpressionTests {
         #expect(abs(direction - channels) < 1e-5 && abs(channels) > 1e-3)
         let sum = try value("relu1:1 + relu1:1"), one = try value("relu1:1")
         #expect(abs(sum - 2 * one) < 1e-5)
+    }
+
+    @Test func logProbabilityIsTheLogOfTheSoftmaxAndFallsWhenARivalRises() throws {
+        // Logits far apart: a plain softmax would underflow to 0 for the last class.
+        let logits: [Float] = [2, 150, -40, 149]
+        let y = Tensor(shape: [1, 4], scalars: logits).detached()
+        y.requiresGrad = true
+        let value = try ObjectiveExpression.logProbability(y, index: 1)
+        let top = Double(logits.max()!)
+        let logSum = top + Foundation.log(logits.reduce(0.0) { $0 + Foundation.exp(Double($1) - top) })
+        #expect(abs(Double(value.item) - (150 - logSum)) < 1e-4)
+        #expect(abs(Double(try ObjectiveExpression.logProbability(y, index: 2).item) - (-40 - logSum)) < 1e-3)
+        // d/dy: 1 - p for the class itself, -p for the others.
+        value.backward()
+        let p = logits.map { Foundation.exp(Double($0) - logSum) }
+        for i in 0..<4 {
+            #expect(abs(Double(y.grad!.scalars[i]) - ((i == 1 ? 1 : 0) - p[i])) < 1e-4, "gradient \(i)")
+        }
     }
 
     @Test func expressionRoundTripsThroughTheSpec() throws {
