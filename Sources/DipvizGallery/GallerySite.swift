@@ -308,8 +308,8 @@ public struct GallerySite {
         let snapshots = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/snapshots")) ?? []).filter { $0.hasSuffix(".png") }.sorted()
             .map { f -> [String: Any] in ["src": "snapshots/\(f)", "iteration": Int(f.filter(\.isNumber)) ?? 0] }
         var plots: [[String: Any]] = []
-        if let file = try? ResultJSON.read(CurveFile.self, path: dir + "/curve.json", what: "curve file"),
-           let curve = file.curves[m.name], curve.count > 1 {
+        let curve = (try? ResultJSON.read(CurveFile.self, path: dir + "/curve.json", what: "curve file"))?.curves[m.name]
+        if let curve, curve.count > 1 {
             plots.append(GallerySite.plot("loss", curve.map { (Double($0.iteration), $0.loss) }))
             for key in Set(curve.flatMap { $0.values.keys }).sorted() {
                 plots.append(GallerySite.plot(key.replacingOccurrences(of: "_", with: " "), curve.compactMap { p in p.values[key].map { (Double(p.iteration), $0) } }))
@@ -335,11 +335,12 @@ public struct GallerySite {
         }
         let strip = GallerySite.strip(maps, unit: e.unit, root: "../../")
         // Several images of one objective (`images`): all of them, the first one large.
-        let batch: [[String: Any]] = (builder.metrics(e)?.results ?? []).count < 2 ? [] : builder.metrics(e)!.results.map { r in
+        let results = builder.metrics(e)?.results ?? []
+        let batch: [[String: Any]] = results.count < 2 ? [] : results.map { r in
             ["src": builder.thumbnail(e, r.imageFile).replacingOccurrences(of: "results/\(e.key)/", with: ""), "name": r.name,
              "activation": GallerySite.format(r.activation, "%.4g"), "robust": GallerySite.robustness(r) ?? ""]
         }
-        let diversity = (try? ResultJSON.read(CurveFile.self, path: dir + "/curve.json", what: "curve file"))?.curves[m.name]?.last?.values["diversity"]
+        let diversity = curve?.last?.values["diversity"]
         let context: [String: Any] = [
             "image": m.imageFile, "batch": batch, "hasBatch": !batch.isEmpty,
             "batchNote": "\(batch.count) images of the objective, image k from seed \(e.spec.seed)+k, optimised together"

@@ -149,4 +149,33 @@ struct GalleryBatchTests {
             }
         }
     }
+
+    /// An objectives section with `images`: one experiment of N results in one batch, all of
+    /// them published and shown on its page, and a diversity term without `images` refused.
+    @Test func severalImagesOfAnObjectiveArePublishedTogether() throws {
+        let (dir, _) = try GalleryBatchTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func spec(_ objectives: String) throws -> GallerySpec {
+            let json = """
+            {"title": "Images", "budgets": {"quick": {"size": 16, "dip_iterations": 4, "tv_iterations": 4}},
+             "models": [{"name": "Units", "path": "units.onnx", "objectives": \(objectives)}]}
+            """
+            return try JSONDecoder().decode(GallerySpec.self, from: Data(json.utf8))
+        }
+        let good = try spec(#"{"expressions": ["conv2:1 - 10*diversity(conv2)"], "priors": ["fft"], "images": 3}"#)
+        let builder = try GalleryBuilder(spec: good, budget: "quick", specDirectory: dir.path, output: dir.appendingPathComponent("site").path)
+        #expect(builder.experiments.count == 1 && builder.batches(builder.experiments).count == 1)
+        let e = builder.experiments[0]
+        #expect(try builder.run(e) == .finished)
+        let names = builder.metrics(e)?.results.map(\.name)
+        #expect(names == ["image-0", "image-1", "image-2"])
+        for n in names ?? [] { #expect(FileManager.default.fileExists(atPath: builder.resultDirectory(e) + "/\(n).png")) }
+        _ = try GallerySite(builder: builder, budget: "quick").render()
+        let page = try String(contentsOfFile: builder.resultDirectory(e) + "/index.html", encoding: .utf8)
+        #expect(page.contains("The images of the batch") && page.contains("image-2") && page.contains("src=\"image-0.png\""))
+        let bad = try spec(#"{"expressions": ["conv2:1 - diversity(conv2)"], "priors": ["fft"]}"#)
+        #expect(throws: GalleryError.self) {
+            _ = try GalleryBuilder(spec: bad, budget: "quick", specDirectory: dir.path, output: dir.appendingPathComponent("bad").path)
+        }
+    }
 }
