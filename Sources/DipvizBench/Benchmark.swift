@@ -179,7 +179,7 @@ public enum Benchmarks {
         guard FileManager.default.fileExists(atPath: path) else { throw BenchmarkSkip(reason: "no SqueezeNet at \(path) (set DIPVIZ_SQUEEZENET)") }
         let net = try ONNXNetwork(path: path)
         let probe = Probe(network: net, preprocessing: try Preprocessing.forModel(net.model))
-        let spec = stepSpec(.maximization(MaximizationObjective(layer: nil, targets: [.classScore(index: 100, probability: false)])),
+        let spec = stepSpec(.maximization(MaximizationObjective(layer: nil, targets: [.classScore(index: 100, score: .logit)])),
                             prior: .dip, size: 227, generator: .maximization, learningRate: 1e-2)
         let step = try Runner.stepper(spec, probe: probe, photo: nil)
         return { try? step() }

@@ -292,8 +292,8 @@ public struct GallerySite {
         guard case .maximization(let m) = e.spec.objective, let t = m.targets.first else { return nil }
         var text: String
         switch t {
-        case let .classScore(index, probability):
-            text = "\(probability ? "probability" : "logit") of class \(index) (\(GallerySite.className(index, classNames(e.modelPath))))"
+        case let .classScore(index, score):
+            text = "\(score.phrase) of class \(index) (\(GallerySite.className(index, classNames(e.modelPath))))"
         case let .channel(unit, window): text = "\(e.layer) channel \(unit)" + (window < 1 ? " (central \(window) of the map)" : "")
         case let .neuron(unit, y, x): text = "\(e.layer) neuron \(unit) at " + (y.map { "\($0),\(x ?? 0)" } ?? "the centre")
         case let .expression(x): text = x.text

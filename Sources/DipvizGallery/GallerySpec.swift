@@ -322,7 +322,7 @@ extension GallerySpec {
                         throw GalleryError.spec("model \(m.name): no class named '\(name)' in the labels beside the model; give a name from that file or an index")
                     }
                     for prior in classes.priors {
-                        out.append(try make(.maximization(layer: nil, targets: [.classScore(index: index, probability: false)], goal: .maximize,
+                        out.append(try make(.maximization(layer: nil, targets: [.classScore(index: index, score: prior.defaultClassScore)], goal: .maximize,
                                                           jitter: 0, reference: nil), prior: prior,
                                             iterations: budget.classIterations ?? budget.iterations(prior, maximization: true)))
                     }

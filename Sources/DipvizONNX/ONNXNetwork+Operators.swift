@@ -357,7 +357,7 @@ extension ONNXNetwork {
                              dilations: (dilations[0], dilations[1]), groups: node.int("group", 1))
     }
 
-    static func convolution(_ node: ONNXNode, _ x: Tensor, _ w: Tensor, _ b: Tensor?) throws -> Tensor {
+    static func convolution(_ node: ONNXNode, _ x: Tensor, _ w: Tensor, _ b: Tensor?, relu: Bool = false) throws -> Tensor {
         guard x.rank == 4, w.rank == 4 else {
             throw node.unsupported("only 2-D convolution (4-D input and weight) is supported, got \(x.shape) and \(w.shape)")
         }
@@ -372,7 +372,7 @@ extension ONNXNetwork {
         if let b, b.count != w.shape[0] { throw node.mismatch("bias of \(b.count) for \(w.shape[0]) outputs") }
         let (oh, ow) = o.outputSize(height: x.shape[2], width: x.shape[3], kernelH: w.shape[2], kernelW: w.shape[3])
         guard oh > 0 && ow > 0 else { throw node.mismatch("kernel \(w.shape) larger than the padded input \(x.shape)") }
-        return x.conv2d(weight: w, bias: b, options: o)
+        return x.conv2d(weight: w, bias: b, options: o, relu: relu)
     }
 
     static func matmul(_ node: ONNXNode, _ a: Tensor, _ b: Tensor) throws -> Tensor {

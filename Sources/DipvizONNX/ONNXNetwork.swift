@@ -191,8 +191,11 @@ public final class ONNXNetwork {
         lastUse.reserveCapacity(order.count)
         for i in order { for input in nodes[i].inputs { lastUse[input] = i } }
         let keep = keepOutputs ? Set(targets) : []
+        let fused = observe == nil ? convolutionsWithReLU(order, targets: targets) : [:]
+        let fusedReLUs = Set(fused.values)
         for i in order {
             let node = nodes[i]
+            if fusedReLUs.contains(i) { continue }  // its ReLU ran in the convolution's epilogue
             var args: [ONNXValue?] = []
             for name in node.inputs {
                 if name.isEmpty { args.append(nil); continue }
@@ -201,8 +204,14 @@ public final class ONNXNetwork {
                 }
                 args.append(v)
             }
-            let outs = try ONNXNetwork.evaluate(node, args, opset: opset, types: model.graph.initializerTypes)
-            for (name, v) in zip(node.outputs, outs) where !name.isEmpty {
+            var outs: [ONNXValue], names = node.outputs
+            if let relu = fused[i], args.count >= 2, let x = args[0], let w = args[1] {
+                outs = [.float(try ONNXNetwork.convolution(node, x.tensor(node), w.tensor(node), args.count > 2 ? args[2]?.tensor(node) : nil, relu: true))]
+                names = nodes[relu].outputs
+            } else {
+                outs = try ONNXNetwork.evaluate(node, args, opset: opset, types: model.graph.initializerTypes)
+            }
+            for (name, v) in zip(names, outs) where !name.isEmpty {
                 values[name] = v
                 observe?(name, v)
             }
@@ -217,6 +226,23 @@ public final class ONNXNetwork {
             }
         }
         return result
+    }
+
+    /// Conv nodes (index into `nodes`) whose only consumer among `order` is a Relu, and the
+    /// Relu's index: they run as one convolution with the ReLU in its epilogue. A convolution
+    /// whose output is asked for keeps its own output.
+    func convolutionsWithReLU(_ order: [Int], targets: [String]) -> [Int: Int] {
+        var uses: [String: Int] = [:], consumer: [String: Int] = [:]
+        for i in order { for input in nodes[i].inputs where !input.isEmpty { uses[input, default: 0] += 1; consumer[input] = i } }
+        let asked = Set(targets)
+        var fused: [Int: Int] = [:]
+        for i in order where nodes[i].opType == "Conv" && nodes[i].outputs.count == 1 {
+            let out = nodes[i].outputs[0]
+            guard !asked.contains(out), uses[out] == 1, let j = consumer[out], nodes[j].opType == "Relu",
+                  nodes[j].inputs == [out], nodes[j].outputs.count == 1 else { continue }
+            fused[i] = j
+        }
+        return fused
     }
 
     /// Runs with the image input and returns one tensor.

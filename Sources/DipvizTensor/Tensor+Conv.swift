@@ -142,7 +142,11 @@ extension Tensor {
     /// 2-D convolution (cross-correlation) of an NCHW input with an M x C/groups x kH x kW
     /// weight and an optional bias of M. The weight's gradient is computed only when the weight
     /// needs one, so a frozen classifier costs input gradients alone.
-    public func conv2d(weight: Tensor, bias: Tensor? = nil, options o: Conv2dOptions = Conv2dOptions()) -> Tensor {
+    ///
+    /// With `relu`, max(0, conv + bias) in the convolution's epilogue: the same values as
+    /// `conv2d(...).relu()`, without a second output tensor, a second pass over it, or the
+    /// pre-activation kept for the backward pass (the output's sign is the ReLU's mask).
+    public func conv2d(weight: Tensor, bias: Tensor? = nil, options o: Conv2dOptions = Conv2dOptions(), relu: Bool = false) -> Tensor {
         let (n, c, h, w) = nchw
         precondition(weight.rank == 4, "conv weight must be rank 4, got \(weight.shape)")
         let m = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
@@ -151,22 +155,28 @@ extension Tensor {
         precondition(bias == nil || bias!.count == m, "conv bias \(bias!.shape) for \(m) outputs")
         let (oh, ow) = o.outputSize(height: h, width: w, kernelH: kh, kernelW: kw)
         precondition(oh > 0 && ow > 0, "conv output would be \(oh)x\(ow) for input \(shape), kernel \(kh)x\(kw)")
-        if let y = stridedAsSpaceToDepth(weight: weight, bias: bias, options: o, outputSize: (oh, ow)) { return y }
-        if let y = fiveByFiveAsWinograd(weight: weight, bias: bias, options: o, outputSize: (oh, ow)) { return y }
+        if let y = stridedAsSpaceToDepth(weight: weight, bias: bias, options: o, outputSize: (oh, ow), relu: relu) { return y }
+        // The four parts are summed after their convolutions, so the ReLU follows the sum.
+        if let y = fiveByFiveAsWinograd(weight: weight, bias: bias, options: o, outputSize: (oh, ow)) { return relu ? y.relu() : y }
         let geo = ConvGeometry(n: n, c: c, h: h, w: w, m: m, kh: kh, kw: kw, oh: oh, ow: ow, o: o)
         let out = Tensor(uninitializedShape: [n, m, oh, ow])
         if WinogradConvolution.applies(geo, weight: weight) {
             let u = WinogradConvolution.weights(geo, weight: weight, transposed: false)
             withExtendedLifetime(u) {
-                WinogradConvolution.forward(geo, x: data, u: u.pointer, bias: bias?.data, y: out.data, accumulate: false)
+                WinogradConvolution.forward(geo, x: data, u: u.pointer, bias: bias?.data, y: out.data, accumulate: false, relu: relu)
             }
         } else {
-            Tensor.convForward(geo, x: data, weight: weight.data, bias: bias?.data, y: out.data)
+            Tensor.convForward(geo, x: data, weight: weight.data, bias: bias?.data, y: out.data, relu: relu)
         }
         var inputs = [self, weight]
         if let b = bias { inputs.append(b) }
-        return Tensor.record(out, inputs) { _, g in
-            Tensor.convBackward(geo, x: self, weight: weight, bias: bias, gy: g.data)
+        return Tensor.record(out, inputs) { out, g in
+            guard relu else { return Tensor.convBackward(geo, x: self, weight: weight, bias: bias, gy: g.data) }
+            // The ReLU's backward: the gradient where the output is positive, zero elsewhere.
+            let masked = Tensor(uninitializedShape: out.shape)
+            let y = out.data, dy = g.data, d = masked.data
+            Parallel.forEachRange(out.count, grain: 1 << 16) { r in for i in r { d[i] = y[i] > 0 ? dy[i] : 0 } }
+            Tensor.convBackward(geo, x: self, weight: weight, bias: bias, gy: masked.data)
         }
     }
 
@@ -174,7 +184,7 @@ extension Tensor {
     /// s x s phases of the input (space-to-depth), so the direct kernel can run it; or one whose
     /// phase kernels are 3x3 with enough channels for Winograd (AlexNet's 11x11 stride-4 conv1:
     /// 48 phase channels, 64 outputs). Same values up to rounding; gradients flow through the rewrite.
-    func stridedAsSpaceToDepth(weight: Tensor, bias: Tensor?, options o: Conv2dOptions, outputSize: (Int, Int)) -> Tensor? {
+    func stridedAsSpaceToDepth(weight: Tensor, bias: Tensor?, options o: Conv2dOptions, outputSize: (Int, Int), relu: Bool) -> Tensor? {
         let s = o.strideH
         let (n, c, h, w) = nchw
         let m = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
@@ -208,7 +218,7 @@ extension Tensor {
             }
             phaseWeight = Tensor(shape: shape, storage: storage)
         }
-        return xp.spaceToDepth(blockSize: s).conv2d(weight: phaseWeight, bias: bias, options: Conv2dOptions())
+        return xp.spaceToDepth(blockSize: s).conv2d(weight: phaseWeight, bias: bias, options: Conv2dOptions(), relu: relu)
     }
 
     /// A unit-stride 5x5 convolution with a constant weight and enough channels (AlexNet's conv2),
@@ -269,19 +279,21 @@ extension Tensor {
     }
 
     static func convForward(_ geo: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                            bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+                            bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, accumulate: Bool = false, relu: Bool = false) {
+        precondition(!(accumulate && relu), "a ReLU applies to the whole sum, not to an accumulated part")
         let beta: Float = accumulate ? 1 : 0
         if geo.prefersDirect {
             directForward(geo, x: x, weight: weight, y: y, accumulate: accumulate)
         } else {
             gemmForward(geo, x: x, weight: weight, y: y, beta: beta)
         }
-        if let bias {
-            let s = geo.spatial
-            Parallel.forEach(geo.n * geo.m, itemCost: s) { p in
-                let v = bias[p % geo.m], d = y + p * s
-                for i in 0..<s { d[i] += v }
-            }
+        guard bias != nil || relu else { return }
+        // Bias and ReLU in one pass over each output plane.
+        let s = geo.spatial
+        Parallel.forEach(geo.n * geo.m, itemCost: s) { p in
+            let v = bias?[p % geo.m] ?? 0, d = y + p * s
+            if relu { for i in 0..<s { let z = d[i] + v; d[i] = z > 0 ? z : 0 } }
+            else { for i in 0..<s { d[i] += v } }
         }
     }
 

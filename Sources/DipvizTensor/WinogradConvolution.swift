@@ -94,9 +94,11 @@ enum WinogradConvolution {
         }
     }
 
-    /// y (+)= conv(x, w) + bias for one batch of images, with `u` from `weights`.
+    /// y (+)= conv(x, w) + bias for one batch of images, with `u` from `weights`; with `relu`,
+    /// y = max(0, conv(x, w) + bias) in the output transform.
     static func forward(_ geo: ConvGeometry, x: UnsafePointer<Float>, u: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                        y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+                        y: UnsafeMutablePointer<Float>, accumulate: Bool, relu: Bool = false) {
+        precondition(!(accumulate && relu), "a ReLU applies to the whole sum, not to an accumulated part")
         let kernels = VectorKernels.current.pointee
         let plan = Plan(geo)
         let th = plan.th, tw = plan.tw, bandRows = plan.bandRows, ld = plan.ld
@@ -134,7 +136,7 @@ enum WinogradConvolution {
                                 }
                             }
                             Parallel.forEachRange(geo.mg, grain: Swift.max(1, 2048 / n)) { r in
-                                kernels.winograd_output(mm, ld, geo.mg, ty0, rows, tw, yg, geo.oh, geo.ow, bg, 0, accumulate ? 1 : 0,
+                                kernels.winograd_output(mm, ld, geo.mg, ty0, rows, tw, yg, geo.oh, geo.ow, bg, relu ? 1 : 0, accumulate ? 1 : 0,
                                                         r.lowerBound, r.upperBound)
                             }
                             ty0 += rows

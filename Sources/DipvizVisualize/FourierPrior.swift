@@ -150,4 +150,6 @@ struct FourierBehaviour: PriorBehaviour {
     }
     func activationWeight(_ spec: PriorSpec) -> Float { 1 }
     func inversionJitter(stride: Int) -> Int { stride / 4 }
+    /// Lucid's class objectives read the logits (its pre-softmax layer).
+    var defaultClassScore: ClassScore { .logit }
 }

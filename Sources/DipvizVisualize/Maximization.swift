@@ -9,8 +9,10 @@ enum Maximization {
     /// The tensor a target reads, and a function from it to the scalar activation.
     static func activation(probe: Probe, layer: String?, target: ActivationTarget) throws -> (String, (Tensor) throws -> Tensor) {
         switch target {
-        case let .classScore(index, probability):
+        case let .classScore(index, score):
             guard let logits = probe.logitsTensor else { throw VisualizeError.invalid("the model has no class scores") }
+            if score == .logProbability { return (logits, { y in try ObjectiveExpression.logProbability(y, index: index) }) }
+            let probability = score == .probability
             let output = probability ? probe.network.defaultOutput : logits
             return (output, { y in
                 let flat = y.reshaped([y.shape[0], -1])

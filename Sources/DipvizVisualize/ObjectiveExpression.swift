@@ -46,9 +46,10 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
             switch kind {
             case .channel: return index.map { .channel(unit: $0, window: 1) }
             case .neuron: return index.map { .neuron(unit: $0, y: y, x: x) }
-            case .classLogit: return index.map { .classScore(index: $0, probability: false) }
-            case .classProbability: return index.map { .classScore(index: $0, probability: true) }
-            case .direction, .diversity, .classLogProbability: return nil
+            case .classLogit: return index.map { .classScore(index: $0, score: .logit) }
+            case .classProbability: return index.map { .classScore(index: $0, score: .probability) }
+            case .classLogProbability: return index.map { .classScore(index: $0, score: .logProbability) }
+            case .direction, .diversity: return nil
             }
         }
     }
@@ -139,10 +140,6 @@ public struct ObjectiveExpression: Codable, Equatable, Sendable {
             let tensor: String, measure: (Tensor) throws -> Tensor
             if let target = term.target {
                 (tensor, measure) = try Maximization.activation(probe: probe, layer: term.layer, target: target)
-            } else if term.kind == .classLogProbability, let index = term.index {
-                guard let logits = probe.logitsTensor else { throw VisualizeError.invalid("the model has no class scores") }
-                tensor = logits
-                measure = { y in try ObjectiveExpression.logProbability(y, index: index) }
             } else {
                 guard let layer = term.layer, let file = term.direction else { throw VisualizeError.invalid("a direction needs a layer and a file") }
                 tensor = layer

@@ -33,9 +33,14 @@ protocol PriorBehaviour: Sendable {
     func activationWeight(_ spec: PriorSpec) -> Float
     /// Jitter of an inversion at a layer of `stride` input pixels.
     func inversionJitter(stride: Int) -> Int
+    /// The class score a class target raises unless one is named.
+    var defaultClassScore: ClassScore { get }
 }
 
 extension PriorKind {
+    /// The class score `--class` and gallery class lists raise under this prior unless one is named.
+    public var defaultClassScore: ClassScore { behaviour.defaultClassScore }
+
     var behaviour: any PriorBehaviour {
         switch self {
         case .dip: return DIPBehaviour()
@@ -86,6 +91,10 @@ struct DIPBehaviour: PriorBehaviour {
     func inversionDataTerm(_ feature: Tensor, _ target: Tensor, _ spec: PriorSpec) -> Tensor { feature.mseLoss(target) }
     func activationWeight(_ spec: PriorSpec) -> Float { 1 }
     func inversionJitter(stride: Int) -> Int { 0 }
+    /// A generator driven up a logit finds features that raise rival classes as much (SqueezeNet,
+    /// 300 iterations: tree frog lost to tailed frog, lemon to tennis ball, black swan to
+    /// spoonbill); the log-probability pushes the rivals down as well.
+    var defaultClassScore: ClassScore { .logProbability }
 }
 
 /// Pixels with Mahendran & Vedaldi's data term C / ||Phi0||^2 ||Phi - Phi0||^2, with (tv) or
@@ -140,6 +149,8 @@ struct PixelBehaviour: PriorBehaviour {
     }
     func activationWeight(_ spec: PriorSpec) -> Float { (spec.tv ?? TVSettings()).dataWeight }
     func inversionJitter(stride: Int) -> Int { regularized ? stride / 4 : 0 }
+    /// Mahendran & Vedaldi maximise the class score before the softmax.
+    var defaultClassScore: ClassScore { .logit }
 }
 
 /// Mahendran & Vedaldi, "Visualizing deep convolutional neural networks using natural

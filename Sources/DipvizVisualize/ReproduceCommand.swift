@@ -26,10 +26,9 @@ extension RunSpec {
             if let e = m.expression {
                 guard m.targets.count == 1, !e.text.hasPrefix("-") else { return nil }
                 args += ["--objective", e.text]
-            } else if case let .classScore(index, probability)? = m.targets.first {
+            } else if case let .classScore(index, score)? = m.targets.first {
                 guard m.targets.count == 1, m.layer == nil else { return nil }
-                args += ["--class", String(index)]
-                if probability { args.append("--probability") }
+                args += ["--class", String(index), "--score", score.rawValue]
             } else {
                 guard let layer = m.layer, !layer.hasPrefix("-") else { return nil }
                 let units = m.targets.compactMap(\.unit)

@@ -178,10 +178,25 @@ public struct MaximizationObjective: Codable, Equatable, Sendable {
     var expression: ObjectiveExpression? { if case let .expression(e)? = targets.first { return e }; return nil }
 }
 
+/// Which score of a class a class target raises.
+public enum ClassScore: String, Codable, Equatable, Sendable, CaseIterable {
+    /// The class's logit (pre-softmax score): Lucid's choice; rivals may rise with it.
+    case logit
+    /// The softmax probability: saturates, so its gradient vanishes once the class wins or
+    /// while it is improbable.
+    case probability
+    /// The log softmax: the logit less the log of the summed exponentials, so it falls when
+    /// rival classes rise, and its gradient does not vanish while the class is improbable.
+    case logProbability = "log-probability"
+
+    /// How pages name it: "logit", "probability", "log-probability".
+    public var phrase: String { rawValue }
+}
+
 /// What to excite.
 public enum ActivationTarget: Codable, Equatable, Sendable {
-    /// A class score: the logit, or the softmax probability.
-    case classScore(index: Int, probability: Bool)
+    /// A class score: the logit, the softmax probability or its logarithm.
+    case classScore(index: Int, score: ClassScore)
     /// A channel, averaged over the central `window` fraction of its map (1: the whole map).
     case channel(unit: Int, window: Float)
     /// One neuron; a nil position means the centre of the map.
@@ -189,14 +204,18 @@ public enum ActivationTarget: Codable, Equatable, Sendable {
     /// A weighted sum of terms written as text (ObjectiveExpression.swift).
     case expression(ObjectiveExpression)
 
-    enum CodingKeys: String, CodingKey { case kind, index, probability, unit, window, y, x }
+    enum CodingKeys: String, CodingKey { case kind, index, score, probability, unit, window, y, x }
 
-    /// JSON as `{"kind": "class", "index": 100, "probability": false}`, `{"kind": "channel",
+    /// JSON as `{"kind": "class", "index": 100, "score": "log-probability"}`, `{"kind": "channel",
     /// "unit": 3, "window": 1}` or `{"kind": "neuron", "unit": 3, "y": 6, "x": 6}`.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         switch try c.decode(String.self, forKey: .kind) {
-        case "class": self = .classScore(index: try c.decode(Int.self, forKey: .index), probability: try c.decode(Bool.self, forKey: .probability))
+        case "class":
+            // Runs written before the log-probability score say `"probability": true|false`.
+            let score = try c.decodeIfPresent(ClassScore.self, forKey: .score)
+                ?? (try c.decode(Bool.self, forKey: .probability) ? .probability : .logit)
+            self = .classScore(index: try c.decode(Int.self, forKey: .index), score: score)
         case "channel": self = .channel(unit: try c.decode(Int.self, forKey: .unit), window: try c.decode(Float.self, forKey: .window))
         case "neuron":
             self = .neuron(unit: try c.decode(Int.self, forKey: .unit), y: try c.decodeIfPresent(Int.self, forKey: .y),
@@ -210,8 +229,8 @@ public enum ActivationTarget: Codable, Equatable, Sendable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         switch self {
-        case let .classScore(index, probability):
-            try c.encode("class", forKey: .kind); try c.encode(index, forKey: .index); try c.encode(probability, forKey: .probability)
+        case let .classScore(index, score):
+            try c.encode("class", forKey: .kind); try c.encode(index, forKey: .index); try c.encode(score, forKey: .score)
         case let .channel(unit, window):
             try c.encode("channel", forKey: .kind); try c.encode(unit, forKey: .unit); try c.encode(window, forKey: .window)
         case let .neuron(unit, y, x):
@@ -369,7 +388,8 @@ extension RunSpec {
     static func defaultDataWeight(_ objective: Objective) -> Float {
         guard case .maximization(let m) = objective, let first = m.targets.first else { return TVSettings.inversionDataWeight }
         switch first {
-        case .classScore(_, let probability): return probability ? 1 : 0.003
+        // The log-probability's gradient is the logit's less the softmax-weighted mean: the same scale.
+        case .classScore(_, let score): return score == .probability ? 1 : 0.003
         case .channel, .neuron, .expression: return 0.03
         }
     }

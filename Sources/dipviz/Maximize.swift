@@ -3,6 +3,8 @@ import DipvizONNX
 import DipvizVisualize
 import Foundation
 
+extension ClassScore: ExpressibleByArgument {}
+
 struct Maximize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Activation maximisation: an image that excites a class, a channel or a neuron.")
@@ -30,8 +32,8 @@ struct Maximize: ParsableCommand {
     @Option(help: "Central fraction of the map a channel is averaged over (1: the whole map).")
     var window: Float?
 
-    @Flag(help: "Maximise the class probability instead of the logit.")
-    var probability = false
+    @Option(help: "With --class: the score raised: logit, probability or log-probability. Default: log-probability under --prior dip, the logit under the others.")
+    var score: ClassScore?
 
     @Option(help: "Drive the activation to this value instead of maximising it (e.g. 300).")
     var targetValue: Float?
@@ -62,8 +64,8 @@ struct Maximize: ParsableCommand {
         guard [unit != nil, self.class != nil, objective != nil].filter({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --unit, --class and --objective")
         }
-        if objective != nil && (layer != nil || at != nil || neuron || window != nil || probability) {
-            throw ValidationError("--objective names its own layers, units and classes; give no --layer, --at, --neuron, --window or --probability")
+        if objective != nil && (layer != nil || at != nil || neuron || window != nil || score != nil) {
+            throw ValidationError("--objective names its own layers, units and classes; give no --layer, --at, --neuron, --window or --score")
         }
         if unit != nil && layer == nil { throw ValidationError("--unit needs --layer") }
         if self.class != nil && layer != nil { throw ValidationError("--class reads the class scores; --layer goes with --unit") }
@@ -78,7 +80,7 @@ struct Maximize: ParsableCommand {
         if let at { _ = try Maximize.position(at) }
         if let transforms { _ = try Maximize.transformSettings(transforms) }
         if self.class != nil && (at != nil || neuron || window != nil) { throw ValidationError("--at, --neuron and --window go with --unit") }
-        if self.class == nil && probability { throw ValidationError("--probability goes with --class") }
+        if self.class == nil && score != nil { throw ValidationError("--score goes with --class") }
     }
 
     static func units(_ text: String) throws -> ClosedRange<Int> {
@@ -100,7 +102,7 @@ struct Maximize: ParsableCommand {
             var extra: [String] = []
             if model.model != nil { extra.append("the model") }
             for (given, name) in [(layer != nil, "--layer"), (unit != nil, "--unit"), (self.class != nil, "--class"), (objective != nil, "--objective"), (at != nil, "--at"),
-                                  (neuron, "--neuron"), (window != nil, "--window"), (probability, "--probability"),
+                                  (neuron, "--neuron"), (window != nil, "--window"), (score != nil, "--score"),
                                   (targetValue != nil, "--target-value"), (jitter != nil, "--jitter"), (transforms != nil, "--transforms"), (oneAtATime, "--one-at-a-time"), (images != nil, "--images"), (reference != nil, "--reference"),
                                   (!model.preprocessing.isEmpty, "the preprocessing options")] where given {
                 extra.append(name)
@@ -113,7 +115,8 @@ struct Maximize: ParsableCommand {
             let labelsPath = labels ?? ClassLabels.besideModel(modelPath)
             targets = [.expression(try ObjectiveExpression.parse(objective, labels: try labelsPath.map { try ClassLabels.load(path: $0) } ?? []))]
         } else if let cls = self.class {
-            targets = [.classScore(index: try classIndex(cls, model: modelPath), probability: probability)]
+            let prior = runOptions.prior ?? .dip
+            targets = [.classScore(index: try classIndex(cls, model: modelPath), score: score ?? prior.defaultClassScore)]
         } else {
             let position = try at.map(Maximize.position)
             targets = try Maximize.units(unit!).map { u in

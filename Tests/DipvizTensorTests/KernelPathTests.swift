@@ -210,6 +210,34 @@ struct KernelPathTests {
         Self.expectValuesAndInputGradientAsDefined(x, w, b, o, generator: &rng)
     }
 
+    /// The ReLU in the convolution's epilogue against relu(the literal sum), on every path:
+    /// Winograd (constant 3x3), direct (few outputs, trainable), im2col (widening), strided
+    /// (space-to-depth Winograd, AlexNet's conv1) and 5x5 as four 3x3; values, input gradient,
+    /// and the weight gradient where the weight is trainable.
+    @Test(arguments: [("winograd", 32, 32, 3, 1, false), ("direct", 16, 8, 5, 1, true), ("im2col", 24, 40, 3, 1, true),
+                      ("strided", 3, 64, 11, 4, false), ("five-by-five", 16, 20, 5, 1, false)])
+    func fusedReLUMatchesTheDefinition(path: String, inputs: Int, outputs: Int, kernel: Int, stride: Int, trainable: Bool) {
+        var rng = SeededGenerator(seed: 13)
+        let x = Tensor.uniform([1, inputs, 31, 29], low: -1, high: 1, generator: &rng)
+        let w = Tensor.uniform([outputs, inputs, kernel, kernel], low: -0.2, high: 0.2, generator: &rng)
+        let b = Tensor.uniform([outputs], low: -0.3, high: 0.3, generator: &rng)
+        let o = Conv2dOptions(stride: stride, padding: kernel / 2)
+        let pre = directConvolution(x, w, b, o)
+        let literal = pre.scalars.map { max(0, $0) }
+        #expect(literal.contains(0) && literal.contains { $0 > 0 }, "\(path): the test needs both signs")
+        x.requiresGrad = true
+        w.requiresGrad = trainable
+        let y = x.conv2d(weight: w, bias: b, options: o, relu: true)
+        #expect(y.shape == pre.shape)
+        #expect(Self.relativeError(y.scalars, literal) < 2e-5, "\(path): forward")
+        let seed = Tensor.uniform(y.shape, low: -1, high: 1, generator: &rng)
+        y.backward(seed: seed)
+        let masked = Tensor(shape: seed.shape, scalars: zip(seed.scalars, pre.scalars).map { $1 > 0 ? $0 : 0 })
+        let (gx, gw) = literalConvolutionGradients(x, w, masked, o)
+        #expect(Self.relativeError(x.grad!.scalars, gx.scalars) < 2e-5, "\(path): input gradient")
+        if trainable { #expect(Self.relativeError(w.grad!.scalars, gw.scalars) < 2e-5, "\(path): weight gradient") }
+    }
+
     /// A trainable weight is transformed again after every optimiser step, and a transform cached
     /// while the weight was constant is not served once an optimiser has rewritten it.
     @Test func optimisedWeightsAreNotServedStaleTransforms() {

@@ -20,7 +20,7 @@ struct RunSpecTests {
         let fc = try RunSpec.resolve(RunRequest(model: f.model, task: .maximization(layer: "fc6", targets: [.channel(unit: 0, window: 1)],
                                                                                    goal: .maximize, jitter: 0, reference: nil), prior: .dip), network: net)
         #expect(fc.prior.learningRate == 1e-2)
-        let cls = try RunSpec.resolve(RunRequest(model: f.model, task: .maximization(layer: nil, targets: [.classScore(index: 2, probability: false)],
+        let cls = try RunSpec.resolve(RunRequest(model: f.model, task: .maximization(layer: nil, targets: [.classScore(index: 2, score: .logit)],
                                                                                     goal: .maximize, jitter: 0, reference: nil), prior: .tv), network: net)
         #expect(cls.prior.tv?.dataWeight == 0.003)
     }
@@ -44,6 +44,22 @@ struct RunSpecTests {
             #expect(!text.contains("\"_0\""), "\(text)")
             #expect(text.contains("\"kind\""))
             #expect(try ResultJSON.decoder.decode(RunRecord.self, from: data) == record)
+        }
+    }
+
+    /// Class targets name their score; runs written when a class target said only
+    /// `"probability": true|false` read back as the probability or the logit.
+    @Test func classScoresReadBackAndOldRunsStillRead() throws {
+        for score in ClassScore.allCases {
+            let data = try ResultJSON.encoder.encode(ActivationTarget.classScore(index: 7, score: score))
+            #expect(String(decoding: data, as: UTF8.self).contains("\"\(score.rawValue)\""))
+            #expect(try ResultJSON.decoder.decode(ActivationTarget.self, from: data) == .classScore(index: 7, score: score))
+        }
+        let old = { (p: Bool) in try ResultJSON.decoder.decode(ActivationTarget.self, from: Data(#"{"kind": "class", "index": 4, "probability": \#(p)}"#.utf8)) }
+        #expect(try old(true) == .classScore(index: 4, score: .probability))
+        #expect(try old(false) == .classScore(index: 4, score: .logit))
+        #expect(throws: DecodingError.self) {
+            try ResultJSON.decoder.decode(ActivationTarget.self, from: Data(#"{"kind": "class", "index": 4, "score": "odds"}"#.utf8))
         }
     }
 
@@ -71,7 +87,7 @@ struct RunSpecTests {
         rejects({ $0.objective = .maximization(MaximizationObjective(layer: "conv1", targets: [.channel(unit: 4, window: 1)])) }, "unit")
         rejects({ $0.objective = .maximization(MaximizationObjective(layer: "conv1", targets: [.channel(unit: 0, window: 0)])) }, "window")
         rejects({ $0.objective = .maximization(MaximizationObjective(layer: "conv1", targets: [.channel(unit: 0, window: 1)], jitter: 100)) }, "jitter")
-        rejects({ $0.objective = .maximization(MaximizationObjective(layer: nil, targets: [.classScore(index: 5, probability: false)])) }, "unit")
+        rejects({ $0.objective = .maximization(MaximizationObjective(layer: nil, targets: [.classScore(index: 5, score: .logit)])) }, "unit")
         // (A limit for this check only: the process-wide one is shared with tests running alongside.)
         rejects({ $0.size = 4096 }, "memory", memoryLimit: 1 << 20)
     }

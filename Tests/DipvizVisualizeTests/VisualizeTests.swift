@@ -58,7 +58,8 @@ struct ObjectiveGradientTests {
         }
     }
 
-    @Test(arguments: [ActivationTarget.classScore(index: 2, probability: false), .classScore(index: 3, probability: true),
+    @Test(arguments: [ActivationTarget.classScore(index: 2, score: .logit), .classScore(index: 3, score: .probability),
+                      .classScore(index: 1, score: .logProbability),
                       .channel(unit: 1, window: 1), .channel(unit: 2, window: 0.5), .neuron(unit: 3, y: nil, x: nil),
                       .neuron(unit: 0, y: 1, x: 6)])
     func activations(_ target: ActivationTarget) throws {
@@ -92,7 +93,7 @@ struct ObjectiveGradientTests {
     @Test func badTargetsAreTypedErrors() throws {
         let probe = try tinyProbe()
         let x = Tensor.uniform([1, 3, 8, 8], seed: 1)
-        for target in [ActivationTarget.channel(unit: 9, window: 1), .neuron(unit: 0, y: 20, x: 1), .classScore(index: 7, probability: false)] {
+        for target in [ActivationTarget.channel(unit: 9, window: 1), .neuron(unit: 0, y: 20, x: 1), .classScore(index: 7, score: .logit)] {
             let (tensor, measure) = try Maximization.activation(probe: probe, layer: "conv1", target: target)
             #expect(throws: VisualizeError.self) { _ = try measure(try probe.features(x, layers: [tensor])[0]) }
         }

@@ -241,6 +241,16 @@ struct VisualizeCommandTests {
         #expect(c.status == 0, "\(c.stderr)")
         let m = (try VisualizeCommandTests.json(cls + "/metrics.json")["results"] as? [[String: Any]])?.first ?? [:]
         #expect(m["probability"] != nil && m["activation"] != nil && m["target"] as? String == "class-1")
+        // The class score defaults by prior (the logit under tv, the log-probability under dip) and is written down.
+        #expect(try String(contentsOfFile: cls + "/run.json", encoding: .utf8).contains("\"logit\""))
+        let dipClass = dir.appendingPathComponent("dip-class").path
+        let d = try runDipviz(["maximize", model, "--class", "1", "--iterations", "1", "--size", "16", "--out", dipClass])
+        #expect(d.status == 0, "\(d.stderr)")
+        #expect(try String(contentsOfFile: dipClass + "/run.json", encoding: .utf8).contains("\"log-probability\""))
+        let misplaced = try runDipviz(["maximize", model, "--layer", "conv1", "--unit", "0", "--score", "logit", "--out", dir.appendingPathComponent("bad3").path])
+        #expect(misplaced.status != 0 && misplaced.stderr.contains("--score goes with --class"))
+        let badScore = try runDipviz(["maximize", model, "--class", "1", "--score", "odds", "--out", dir.appendingPathComponent("bad4").path])
+        #expect(badScore.status != 0 && badScore.stderr.contains("log-probability"))
         let bad = try runDipviz(["maximize", model, "--layer", "conv1", "--unit", "7", "--prior", "pixel", "--iterations", "2",
                                  "--size", "16", "--out", dir.appendingPathComponent("bad").path])
         #expect(bad.status != 0)
