@@ -42,6 +42,11 @@ public struct RestorationGallerySpec: Codable, Sendable {
     /// Folder (relative to the spec) of BM3D results made by bench/restore_bm3d.py, named
     /// PHOTO-SIZE.png; shown beside denoising when present.
     public var bm3d: String?
+    /// Folder (relative to the spec) with AlexNet's features and LPIPS heads (`models/prepare`),
+    /// for LPIPS beside PSNR and SSIM; captions leave it out where the files are absent.
+    public var lpipsModels: String?
+
+    enum CodingKeys: String, CodingKey { case title, description, seed, budgets, photos, tasks, bm3d, lpipsModels = "lpips_models" }
 
     /// Whether the JSON at `path` is a restoration gallery (it lists `tasks`).
     public static func isRestoration(path: String) -> Bool {
@@ -124,7 +129,8 @@ public struct RestorationGallery {
             if control.shouldStop() { throw GalleryError.spec("interrupted; run the same command again to continue") }
             let folder = try ResultFolder(path: runFolder(e))
             let started = Date()
-            let outcome = try Restoration.run(e.spec, folder: folder, workingDirectory: FileManager.default.currentDirectoryPath, control: control)
+            let outcome = try Restoration.run(e.spec, folder: folder, workingDirectory: FileManager.default.currentDirectoryPath, control: control,
+                                              lpipsModels: spec.lpipsModels.map(path))
             if outcome.metrics.ending == .interrupted { throw GalleryError.spec("interrupted; run the same command again to continue") }
             log(String(format: "[%d/%d] %@ %@ %@: %.1f s", i + 1, all.count, e.task.task.rawValue, e.photo.name, e.prior.rawValue,
                        Date().timeIntervalSince(started)))
@@ -144,6 +150,11 @@ public struct RestorationGallery {
     }
 
     static func format(_ v: Double?, _ f: String) -> String { v.map { String(format: f, $0) } ?? "–" }
+
+    /// "27.31 dB · SSIM 0.812 · LPIPS 0.143" (LPIPS where it was computed).
+    static func caption(_ f: Fidelity?) -> String {
+        "\(format(f?.psnr, "%.2f")) dB · SSIM \(format(f?.ssim, "%.3f"))" + (f?.lpips.map { String(format: " · LPIPS %.3f", $0) } ?? "")
+    }
 
     /// The PSNR curves of a row as an inline SVG: one line per prior, a ring at the best
     /// iteration and a bar where the result was taken.
@@ -198,7 +209,7 @@ public struct RestorationGallery {
                     }
                     let rule = m.stopRule == .budget ? "budget" : m.varianceMinimumIteration == nil ? "variance rule: no minimum, budget end" : "variance rule"
                     cells.append(["label": e.prior.rawValue, "src": "results/\(e.key)/image.png",
-                                  "caption": "\(RestorationGallery.format(m.result?.psnr, "%.2f")) dB · SSIM \(RestorationGallery.format(m.result?.ssim, "%.3f"))",
+                                  "caption": RestorationGallery.caption(m.result),
                                   "detail": "iteration \(m.stopIteration) (\(rule)); best \(RestorationGallery.format(m.bestPSNR, "%.2f")) dB at \(m.bestIteration ?? 0)"])
                     if e.prior != .tv,
                        let curves = try? ResultJSON.read(CurveFile.self, path: (siteFolder(e) as NSString).appendingPathComponent("curve.json"), what: "curve") {
@@ -206,7 +217,7 @@ public struct RestorationGallery {
                     }
                     for (name, b) in m.baselines.sorted(by: { $0.key < $1.key }) where e.prior == mine.first?.prior {
                         cells.append(["label": name, "src": "results/\(e.key)/\(name).png",
-                                      "caption": "\(RestorationGallery.format(b.psnr, "%.2f")) dB · SSIM \(RestorationGallery.format(b.ssim, "%.3f"))"])
+                                      "caption": RestorationGallery.caption(b)])
                     }
                 }
                 if task.task == .denoise, let cell = try bm3dCell(photo, truth: (siteFolder(first) as NSString).appendingPathComponent("ground-truth.png")) {
@@ -232,7 +243,7 @@ public struct RestorationGallery {
     func inputCaption(_ e: Experiment) -> String {
         let m = try? ResultJSON.read(RestorationMetrics.self, path: (siteFolder(e) as NSString).appendingPathComponent("metrics.json"), what: "metrics")
         guard let input = m?.input else { return e.task.task == .superres ? "low resolution (×\(e.task.factor ?? 4))" : "" }
-        return String(format: "%.2f dB · SSIM %.3f", input.psnr, input.ssim)
+        return RestorationGallery.caption(input)
     }
 
     /// The BM3D fixture for `photo` at this budget's size, measured against the ground truth.
@@ -247,7 +258,7 @@ public struct RestorationGallery {
         try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try AtomicFile.write(try PNG.encode(image), to: full)
         let (a, b) = (image.tensor(), reference.tensor())
-        return ["label": "CBM3D", "src": target,
-                "caption": String(format: "%.2f dB · SSIM %.3f", ImageMetrics.psnr(a, b), ImageMetrics.ssim(a, b))]
+        let lpips = spec.lpipsModels.flatMap { try? LPIPS(.alex, modelsDirectory: path($0)) }
+        return ["label": "CBM3D", "src": target, "caption": RestorationGallery.caption(Fidelity(a, b, lpips: lpips))]
     }
 }

@@ -129,18 +129,17 @@ enum LPIPSCache {
     /// Both distances of `image` to `photo`, with models from `directory`; nil where the files are
     /// absent (a model outside a prepared `models` folder).
     static func distances(_ image: Tensor, _ photo: Tensor, modelsDirectory directory: String) -> (alex: Double?, vgg: Double?) {
-        func one(_ backbone: LPIPS.Backbone) -> Double? {
-            let key = backbone.rawValue + ":" + directory
-            let lpips: LPIPS
-            if let cached = loaded.value(key) {
-                lpips = cached
-            } else {
-                guard let made = try? LPIPS(backbone, modelsDirectory: directory) else { return nil }
-                loaded.set(key, made)
-                lpips = made
-            }
-            return try? lpips.distance(image, photo)
-        }
+        func one(_ backbone: LPIPS.Backbone) -> Double? { try? model(backbone, modelsDirectory: directory)?.distance(image, photo) }
         return (one(.alex), one(.vgg))
+    }
+
+    /// The LPIPS model of `backbone` from `directory`, loaded on first use; nil where its files
+    /// are absent or do not fit.
+    static func model(_ backbone: LPIPS.Backbone, modelsDirectory directory: String) -> LPIPS? {
+        let key = backbone.rawValue + ":" + directory
+        if let cached = loaded.value(key) { return cached }
+        guard let made = try? LPIPS(backbone, modelsDirectory: directory) else { return nil }
+        loaded.set(key, made)
+        return made
     }
 }

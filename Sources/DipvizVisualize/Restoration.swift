@@ -23,12 +23,18 @@ public struct RestorationRecord: Codable, Equatable, Sendable {
     }
 }
 
-/// PSNR (dB) and SSIM of an image against the ground truth.
+/// PSNR (dB), SSIM and LPIPS of an image against the ground truth.
 public struct Fidelity: Codable, Equatable, Sendable {
     public var psnr: Double
     public var ssim: Double
-    public init(psnr: Double, ssim: Double) { self.psnr = psnr; self.ssim = ssim }
-    init(_ a: Tensor, _ b: Tensor) { psnr = ImageMetrics.psnr(a, b); ssim = ImageMetrics.ssim(a, b) }
+    /// LPIPS v0.1 with AlexNet, LPIPS's default backbone (lower is closer); absent when the run
+    /// had no LPIPS models (`lpipsModels`) or the image is under 32 pixels a side.
+    public var lpips: Double?
+    public init(psnr: Double, ssim: Double, lpips: Double? = nil) { self.psnr = psnr; self.ssim = ssim; self.lpips = lpips }
+    public init(_ a: Tensor, _ b: Tensor, lpips model: LPIPS?) {
+        psnr = ImageMetrics.psnr(a, b); ssim = ImageMetrics.ssim(a, b)
+        lpips = a.shape[2] >= 32 && a.shape[3] >= 32 ? try? model?.distance(a, b) : nil
+    }
 }
 
 /// `metrics.json` of a restoration.
@@ -272,14 +278,17 @@ public enum Restoration {
         public var folder: ResultFolder
     }
 
+    /// Runs `spec` into `folder` (continuing what it holds). `lpipsModels`: the folder with
+    /// AlexNet's features and LPIPS heads (`models/prepare` writes them), for LPIPS beside PSNR
+    /// and SSIM; without it, or where the files are absent, the metrics have no LPIPS.
     public static func run(_ spec: RestorationSpec, folder: ResultFolder,
                            workingDirectory: String = FileManager.default.currentDirectoryPath,
-                           control: RunControl = RunControl()) throws -> Outcome {
+                           control: RunControl = RunControl(), lpipsModels: String? = nil) throws -> Outcome {
         let record = try folder.adopt(RestorationRecord(spec: spec, workingDirectory: workingDirectory), what: "restoration record",
                                       same: { $0.spec == spec }) {
             "\(folder.path) holds another restoration (\($0.kind == "restoration" ? "other settings" : "not a restoration")); choose another --out, or continue that run with --resume \(folder.path)"
         }
-        return try execute(record, folder: folder, control: control)
+        return try execute(record, folder: folder, control: control, lpipsModels: lpipsModels)
     }
 
     /// Whether `directory/run.json` is a restoration's record.
@@ -290,7 +299,7 @@ public enum Restoration {
         return object["kind"] as? String == "restoration"
     }
 
-    public static func resume(directory: String, control: RunControl = RunControl()) throws -> Outcome {
+    public static func resume(directory: String, control: RunControl = RunControl(), lpipsModels: String? = nil) throws -> Outcome {
         var st = stat()
         guard stat(directory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { throw RunSpecError.file(path: directory, reason: "no such run folder") }
         guard isRestoration(directory) else {
@@ -299,7 +308,7 @@ public enum Restoration {
         let folder = try ResultFolder(path: directory)
         let record = try folder.read(RestorationRecord.self, name: "run.json", what: "restoration record")
         try record.spec.validate()
-        return try execute(record, folder: folder, control: control)
+        return try execute(record, folder: folder, control: control, lpipsModels: lpipsModels)
     }
 
     /// The parametrisation of `spec`'s prior for `problem`.
@@ -319,7 +328,7 @@ public enum Restoration {
         return DIPParametrization(prior: dip, learningRate: prior.learningRate, seed: spec.seed)
     }
 
-    static func execute(_ record: RestorationRecord, folder: ResultFolder, control base: RunControl) throws -> Outcome {
+    static func execute(_ record: RestorationRecord, folder: ResultFolder, control base: RunControl, lpipsModels: String?) throws -> Outcome {
         let spec = record.spec
         if folder.exists("metrics.json") {
             let previous = try folder.read(RestorationMetrics.self, name: "metrics.json", what: "metrics file")
@@ -369,15 +378,16 @@ public enum Restoration {
         }
         try folder.writeImage(image, name: "image.png")
         try folder.writeJSON(CurveFile(curves: ["image": loop.curve]), name: "curve.json")
+        let lpips = truth == nil ? nil : lpipsModels.flatMap { LPIPSCache.model(.alex, modelsDirectory: $0) }
         let metrics = RestorationMetrics(
             formatVersion: RunSpec.formatVersion, specKey: spec.key, task: spec.task.kind, prior: spec.prior.kind, ending: loop.ending,
             message: loop.message, seed: spec.seed, iterations: loop.iterations, seconds: loop.seconds,
             secondsPerIteration: loop.iterations > 0 ? loop.seconds / Double(loop.iterations) : 0,
             stopRule: spec.stopping.kind, stopIteration: stopIteration, varianceMinimumIteration: tracker.varianceMinimumIteration,
-            result: truth.map { Fidelity(image, $0) },
-            input: truth.flatMap { t in y.shape == t.shape ? Fidelity(y, t) : nil },
+            result: truth.map { Fidelity(image, $0, lpips: lpips) },
+            input: truth.flatMap { t in y.shape == t.shape ? Fidelity(y, t, lpips: lpips) : nil },
             bestIteration: tracker.bestIteration, bestPSNR: tracker.bestPSNR,
-            baselines: truth.map { t in problem.baselines.mapValues { Fidelity($0, t) } } ?? [:])
+            baselines: truth.map { t in problem.baselines.mapValues { Fidelity($0, t, lpips: lpips) } } ?? [:])
         try folder.writeJSON(metrics, name: "metrics.json")
         if metrics.ending == .finished { try? FileManager.default.removeItem(atPath: checkpointPath) }
         return Outcome(record: record, metrics: metrics, folder: folder)

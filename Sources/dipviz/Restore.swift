@@ -42,6 +42,8 @@ struct Restore: ParsableCommand {
     @Option(help: "Write a snapshot and a checkpoint every this many iterations (default 100).") var snapshotEvery: Int?
     @Option(help: "Output folder.") var out: String?
     @Option(help: "Continue the restoration saved in this folder (give no other option).") var resume: String?
+    @Option(name: .customLong("lpips-models"), help: "Folder with alexnet-features.onnx and lpips-alexnet.npy (models/prepare writes them) for LPIPS beside PSNR and SSIM.")
+    var lpipsModels = "models"
 
     func validate() throws {
         if resume != nil {
@@ -75,11 +77,14 @@ struct Restore: ParsableCommand {
         let outcome: Restoration.Outcome
         if let resume {
             control.progress = ProgressLine(label: "restore").update
-            outcome = try Restoration.resume(directory: resume, control: control)
+            outcome = try Restoration.resume(directory: resume, control: control, lpipsModels: lpipsModels)
         } else {
             let spec = try RestorationSpec.resolve(try request())
             control.progress = ProgressLine(label: "restore \(spec.task.kind.rawValue) (\(spec.prior.kind.rawValue))").update
-            outcome = try Restoration.run(spec, folder: try ResultFolder(path: out!), control: control)
+            outcome = try Restoration.run(spec, folder: try ResultFolder(path: out!), control: control, lpipsModels: lpipsModels)
+        }
+        if outcome.metrics.result != nil && outcome.metrics.result?.lpips == nil {
+            FileHandle.standardError.write(Data("note: no LPIPS in metrics.json: \(lpipsModels) lacks alexnet-features.onnx or lpips-alexnet.npy (run models/prepare, or give --lpips-models), or the image is under 32 pixels\n".utf8))
         }
         try Restore.report(outcome)
     }
@@ -89,7 +94,9 @@ struct Restore: ParsableCommand {
         switch m.ending {
         case .finished, .pending:
             var parts = ["\(m.iterations) iterations", "image.png from iteration \(m.stopIteration) (\(m.stopRule.rawValue) rule)"]
-            if let r = m.result { parts.append(String(format: "PSNR %.2f dB, SSIM %.3f", r.psnr, r.ssim)) }
+            if let r = m.result {
+                parts.append(String(format: "PSNR %.2f dB, SSIM %.3f", r.psnr, r.ssim) + (r.lpips.map { String(format: ", LPIPS %.3f", $0) } ?? ""))
+            }
             if let i = m.input { parts.append(String(format: "input %.2f dB", i.psnr)) }
             for (name, b) in m.baselines.sorted(by: { $0.key < $1.key }) { parts.append(String(format: "%@ %.2f dB", name, b.psnr)) }
             if let b = m.bestPSNR, let i = m.bestIteration { parts.append(String(format: "best %.2f dB at %d", b, i)) }

@@ -36,6 +36,25 @@ struct LPIPSTests {
         }
     }
 
+    /// A restoration with the LPIPS models reports LPIPS-AlexNet of its result, input and
+    /// baselines against the ground truth (the same as the metric alone); without them, none.
+    @Test(.enabled(if: LPIPSTests.prepared, "models/prepare has not been run"))
+    func restorationsReportLPIPS() throws {
+        let dir = try RestorationTests.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/p.png"
+        try PNG.write(RestorationTests.photo(width: 48, height: 40), path: path)
+        let spec = try RestorationTests.spec(RestorationTask(kind: .superres, factor: 4), input: path, iterations: 2, prior: .tv)
+        let with = try Restoration.run(spec, folder: try ResultFolder(path: dir + "/with"), lpipsModels: LPIPSTests.models).metrics
+        let lpips = try LPIPS(.alex, modelsDirectory: LPIPSTests.models)
+        let truth = try PNG.read(path: dir + "/with/ground-truth.png").tensor()
+        let expected = try lpips.distance(PNG.read(path: dir + "/with/image.png").tensor(), truth)
+        #expect(abs((with.result?.lpips ?? -1) - expected) < 0.02, "\(String(describing: with.result)) vs \(expected)")
+        #expect((with.baselines["bicubic"]?.lpips ?? 0) > 0)
+        let without = try Restoration.run(spec, folder: try ResultFolder(path: dir + "/without")).metrics
+        #expect(without.result != nil && without.result?.lpips == nil)
+    }
+
     @Test(.enabled(if: LPIPSTests.prepared, "models/prepare has not been run"))
     func refusesMismatchedInputs() throws {
         let lpips = try LPIPS(.alex, modelsDirectory: LPIPSTests.models)
