@@ -114,6 +114,28 @@ struct GalleryBatchTests {
         #expect(try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: batched.output).pending.isEmpty)
     }
 
+    /// Gallery class lists raise the score `--class` would under each prior: the log-probability
+    /// under dip, the logit under the others.
+    @Test func classListsTakeEachPriorsDefaultScore() throws {
+        let (dir, _) = try GalleryBatchTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let json = """
+        {"title": "Classes", "budgets": {"quick": {"size": 16, "dip_iterations": 2, "tv_iterations": 2}},
+         "models": [{"name": "Classes", "path": "classes.onnx", "classes": {"names": ["2"], "priors": ["dip", "fft", "tv"]}}]}
+        """
+        let spec = try JSONDecoder().decode(GallerySpec.self, from: Data(json.utf8))
+        let builder = try GalleryBuilder(spec: spec, budget: "quick", specDirectory: dir.path, output: dir.appendingPathComponent("site").path)
+        var scores: [PriorKind: ClassScore] = [:]
+        for e in builder.experiments {
+            guard case .maximization(let m) = e.spec.objective, case let .classScore(index, score)? = m.targets.first else {
+                Issue.record("\(e.title) is not a class target"); continue
+            }
+            #expect(index == 2)
+            scores[e.spec.prior.kind] = score
+        }
+        #expect(scores == [.dip: .logProbability, .fft: .logit, .tv: .logit])
+    }
+
     @Test func aKilledBatchResumesFromItsCheckpoint() throws {
         let (dir, spec) = try GalleryBatchTests.fixture(iterations: 8)
         defer { try? FileManager.default.removeItem(at: dir) }
