@@ -40,7 +40,7 @@ public enum ConvPrecisionError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .unsupported(precision, reason):
-            return "precision \(precision) needs AVX-512 BF16 and the avx512 kernels, and \(reason); use precision fp32 (--precision fp32)"
+            return "precision \(precision) needs AVX-512 BF16 and the avx512 kernels: \(reason); fp32 runs everywhere (--precision fp32)"
         }
     }
 }
