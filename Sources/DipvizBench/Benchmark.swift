@@ -17,6 +17,8 @@ public struct BenchmarkResult: Codable, Sendable {
     public let peak_rss_mb: Double
     /// The engine's vector kernels (portable, avx2, avx512).
     public let kernels: String
+    /// The arithmetic of the classifiers' convolutions (fp32, bf16).
+    public let precision: String
     public let repeats: Int
     public let openblas_core: String
     /// How that core was chosen: detected by OpenBLAS, selected by dipviz, or set by the user.
@@ -49,10 +51,15 @@ public struct BenchmarkCase: Sendable {
 public struct BenchmarkSkip: Error { public let reason: String }
 
 public enum Benchmarks {
-    public static func run(_ c: BenchmarkCase, repeats: Int, warmup: Int = 1) throws -> BenchmarkResult {
+    /// The arithmetic of the convolutions of the classifiers the cases set up (bench --precision).
+    @TaskLocal static var classifierPrecision = ConvPrecision.fp32
+
+    /// Times `c`, whose classifier (if it has one) runs its convolutions with `precision`
+    /// (checked to run here by the caller).
+    public static func run(_ c: BenchmarkCase, repeats: Int, warmup: Int = 1, precision: ConvPrecision = .fp32) throws -> BenchmarkResult {
         BufferPool.shared.trim()
         ResidentMemory.resetPeak()
-        let (body, flops) = try c.prepare()
+        let (body, flops) = try $classifierPrecision.withValue(precision) { try c.prepare() }
         for _ in 0..<warmup { body() }
         var times: [Double] = [], cpuTimes: [Double] = []
         for _ in 0..<Swift.max(repeats, 1) {
@@ -66,7 +73,7 @@ public enum Benchmarks {
                                cpu_ms: (Self.median(cpuTimes) * 1000).rounded() / 1000,
                                gflops: ((flops / (median / 1000) / 1e9) * 10).rounded() / 10,
                                peak_rss_mb: (Double(ResidentMemory.peakBytes) / 1e5).rounded() / 10,
-                               kernels: VectorKernels.active.description,
+                               kernels: VectorKernels.active.description, precision: precision.rawValue,
                                repeats: times.count, openblas_core: BLAS.coreName,
                                openblas_choice: BLAS.coreReport?.summary ?? "as OpenBLAS loaded (no selection ran)",
                                threads: Parallel.workerCount, detail: c.detail)
@@ -87,6 +94,13 @@ public enum Benchmarks {
     public static var all: [BenchmarkCase] {
         [sgemm1024, convForward, convBackward, dipStep256, alexnetForward224, vgg16Forward224, onnxLoadVGG16,
          dipInvertAlexNet, tvInvertAlexNet, dipMaximizeSqueezeNet] + growth
+    }
+
+    /// A case's classifier, with the convolution precision of the run.
+    static func classifier(_ model: ONNXModel) throws -> ONNXNetwork {
+        let net = try ONNXNetwork(model: model)
+        net.convolutionPrecision = classifierPrecision
+        return net
     }
 
     /// The structure's weights as constants, as they are when read from a file: the graph
@@ -143,7 +157,7 @@ public enum Benchmarks {
             ? "one DIP inversion step, `inversion` preset generator (cropped to \(size)) + \(model) to \(layer) + MSE + backward + Adam"
             : "one TV inversion step (Mahendran & Vedaldi regularisers, jitter) at \(size) through \(model) to \(layer)"
         return BenchmarkCase(name: name, detail: detail) {
-            let probe = Probe(network: try ONNXNetwork(model: features(model)), preprocessing: .torchvision)
+            let probe = Probe(network: try classifier(features(model)), preprocessing: .torchvision)
             var classifierMacs = 0.0
             for row in try probe.network.summarize(height: size, width: size) {
                 classifierMacs += Double(row.macs)
@@ -177,7 +191,7 @@ public enum Benchmarks {
         detail: "one DIP class-maximisation step, `maximization` preset, SqueezeNet v1.0 at 227; gflops not counted") {
         let path = ProcessInfo.processInfo.environment["DIPVIZ_SQUEEZENET"] ?? "models/squeezenet1.0-dc.onnx"
         guard FileManager.default.fileExists(atPath: path) else { throw BenchmarkSkip(reason: "no SqueezeNet at \(path) (set DIPVIZ_SQUEEZENET)") }
-        let net = try ONNXNetwork(path: path)
+        let net = try classifier(ONNXModel.load(path: path))
         let probe = Probe(network: net, preprocessing: try Preprocessing.forModel(net.model))
         let spec = stepSpec(.maximization(MaximizationObjective(layer: nil, targets: [.classScore(index: 100, score: .logit)])),
                             prior: .dip, size: 227, generator: .maximization, learningRate: 1e-2)
@@ -224,7 +238,7 @@ public enum Benchmarks {
     /// Inference of a full torchvision classifier (random weights) through the ONNX runtime.
     static func classifierForward(_ name: String, _ make: @escaping @Sendable () -> ONNXModel) -> BenchmarkCase {
         BenchmarkCase(name: name, detail: "batch 1, 3x224x224, features and classifier, no gradient") {
-            let net = try ONNXNetwork(model: frozen(make()))
+            let net = try classifier(frozen(make()))
             let macs = try net.summarize(height: 224, width: 224).reduce(0) { $0 + $1.macs }
             let x = Tensor.uniform([1, 3, 224, 224], seed: 1)
             return ({ _ = try? GradMode.withoutGrad { try net(x) } }, 2 * Double(macs))

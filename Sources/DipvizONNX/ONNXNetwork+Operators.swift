@@ -64,8 +64,10 @@ extension ONNXValue {
 }
 
 extension ONNXNetwork {
-    /// Computes one node's outputs from its inputs (nil for omitted optional inputs).
-    static func evaluate(_ node: ONNXNode, _ inputs: [ONNXValue?], opset: Int, types: [String: Int]) throws -> [ONNXValue] {
+    /// Computes one node's outputs from its inputs (nil for omitted optional inputs); Conv
+    /// nodes with `precision`.
+    static func evaluate(_ node: ONNXNode, _ inputs: [ONNXValue?], opset: Int, types: [String: Int],
+                         precision: ConvPrecision = .fp32) throws -> [ONNXValue] {
         func input(_ i: Int) throws -> ONNXValue {
             guard i < inputs.count, let v = inputs[i] else {
                 throw ONNXError.malformed("\(node.opType) node '\(node.label)' lacks input \(i)")
@@ -96,7 +98,7 @@ extension ONNXNetwork {
                 if let v = optional(2) { hi = try v.scalar(node, "max") }
             }
             return one(try x().clamped(min: lo, max: hi))
-        case "Conv": return one(try convolution(node, try x(0), try x(1), optional(2)?.tensor(node)))
+        case "Conv": return one(try convolution(node, try x(0), try x(1), optional(2)?.tensor(node), precision: precision))
         case "MaxPool", "AveragePool":
             if node.outputs.count > 1 && !node.outputs[1].isEmpty { throw node.unsupported("the Indices output of MaxPool is not supported") }
             let t = try x()
@@ -357,7 +359,8 @@ extension ONNXNetwork {
                              dilations: (dilations[0], dilations[1]), groups: node.int("group", 1))
     }
 
-    static func convolution(_ node: ONNXNode, _ x: Tensor, _ w: Tensor, _ b: Tensor?, relu: Bool = false) throws -> Tensor {
+    static func convolution(_ node: ONNXNode, _ x: Tensor, _ w: Tensor, _ b: Tensor?, relu: Bool = false,
+                            precision: ConvPrecision = .fp32) throws -> Tensor {
         guard x.rank == 4, w.rank == 4 else {
             throw node.unsupported("only 2-D convolution (4-D input and weight) is supported, got \(x.shape) and \(w.shape)")
         }
@@ -372,7 +375,7 @@ extension ONNXNetwork {
         if let b, b.count != w.shape[0] { throw node.mismatch("bias of \(b.count) for \(w.shape[0]) outputs") }
         let (oh, ow) = o.outputSize(height: x.shape[2], width: x.shape[3], kernelH: w.shape[2], kernelW: w.shape[3])
         guard oh > 0 && ow > 0 else { throw node.mismatch("kernel \(w.shape) larger than the padded input \(x.shape)") }
-        return x.conv2d(weight: w, bias: b, options: o, relu: relu)
+        return x.conv2d(weight: w, bias: b, options: o, relu: relu, precision: precision)
     }
 
     static func matmul(_ node: ONNXNode, _ a: Tensor, _ b: Tensor) throws -> Tensor {

@@ -12,6 +12,9 @@ public final class ONNXNetwork {
     public private(set) var constants: [String: ONNXValue]
     /// Friendly names in graph order (conv1, relu1, pool1, norm1, fc6, prob, ...).
     public private(set) var layers: [ONNXLayer] = []
+    /// The arithmetic of the network's convolutions (Conv nodes with constant weights): fp32,
+    /// or bf16 products where the processor has them (set it after `checkSupported`).
+    public var convolutionPrecision: ConvPrecision = .fp32
     let producers: [String: Int]
     let opset: Int
     /// Tensor by layer alias and by node name, for `resolve` in constant time.
@@ -206,10 +209,12 @@ public final class ONNXNetwork {
             }
             var outs: [ONNXValue], names = node.outputs
             if let relu = fused[i], args.count >= 2, let x = args[0], let w = args[1] {
-                outs = [.float(try ONNXNetwork.convolution(node, x.tensor(node), w.tensor(node), args.count > 2 ? args[2]?.tensor(node) : nil, relu: true))]
+                outs = [.float(try ONNXNetwork.convolution(node, x.tensor(node), w.tensor(node), args.count > 2 ? args[2]?.tensor(node) : nil,
+                                                           relu: true, precision: convolutionPrecision))]
                 names = nodes[relu].outputs
             } else {
-                outs = try ONNXNetwork.evaluate(node, args, opset: opset, types: model.graph.initializerTypes)
+                outs = try ONNXNetwork.evaluate(node, args, opset: opset, types: model.graph.initializerTypes,
+                                                precision: convolutionPrecision)
             }
             for (name, v) in zip(names, outs) where !name.isEmpty {
                 values[name] = v

@@ -146,7 +146,12 @@ extension Tensor {
     /// With `relu`, max(0, conv + bias) in the convolution's epilogue: the same values as
     /// `conv2d(...).relu()`, without a second output tensor, a second pass over it, or the
     /// pre-activation kept for the backward pass (the output's sign is the ReLU's mask).
-    public func conv2d(weight: Tensor, bias: Tensor? = nil, options o: Conv2dOptions = Conv2dOptions(), relu: Bool = false) -> Tensor {
+    ///
+    /// With `precision: .bf16` and a constant weight, the Winograd products (forward and input
+    /// gradient) run in bf16 with single-precision sums; the caller checks first that the
+    /// processor runs them (`ConvPrecision.checkSupported`). A trainable weight stays fp32.
+    public func conv2d(weight: Tensor, bias: Tensor? = nil, options o: Conv2dOptions = Conv2dOptions(), relu: Bool = false,
+                       precision: ConvPrecision = .fp32) -> Tensor {
         let (n, c, h, w) = nchw
         precondition(weight.rank == 4, "conv weight must be rank 4, got \(weight.shape)")
         let m = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
@@ -155,15 +160,22 @@ extension Tensor {
         precondition(bias == nil || bias!.count == m, "conv bias \(bias!.shape) for \(m) outputs")
         let (oh, ow) = o.outputSize(height: h, width: w, kernelH: kh, kernelW: kw)
         precondition(oh > 0 && ow > 0, "conv output would be \(oh)x\(ow) for input \(shape), kernel \(kh)x\(kw)")
-        if let y = stridedAsSpaceToDepth(weight: weight, bias: bias, options: o, outputSize: (oh, ow), relu: relu) { return y }
+        let precision = weight.needsGrad ? .fp32 : precision
+        if let y = stridedAsSpaceToDepth(weight: weight, bias: bias, options: o, outputSize: (oh, ow), relu: relu, precision: precision) {
+            return y
+        }
         // The four parts are summed after their convolutions, so the ReLU follows the sum.
-        if let y = fiveByFiveAsWinograd(weight: weight, bias: bias, options: o, outputSize: (oh, ow)) { return relu ? y.relu() : y }
+        if let y = fiveByFiveAsWinograd(weight: weight, bias: bias, options: o, outputSize: (oh, ow), precision: precision) {
+            return relu ? y.relu() : y
+        }
         let geo = ConvGeometry(n: n, c: c, h: h, w: w, m: m, kh: kh, kw: kw, oh: oh, ow: ow, o: o)
         let out = Tensor(uninitializedShape: [n, m, oh, ow])
         if WinogradConvolution.applies(geo, weight: weight) {
-            let u = WinogradConvolution.weights(geo, weight: weight, transposed: false)
+            let plan = WinogradConvolution.Plan(geo, bf16: precision == .bf16)
+            let u = WinogradConvolution.weights(geo, plan: plan, weight: weight, transposed: false)
             withExtendedLifetime(u) {
-                WinogradConvolution.forward(geo, x: data, u: u.pointer, bias: bias?.data, y: out.data, accumulate: false, relu: relu)
+                WinogradConvolution.forward(geo, plan: plan, x: data, u: u.pointer, bias: bias?.data, y: out.data, accumulate: false,
+                                            relu: relu)
             }
         } else {
             Tensor.convForward(geo, x: data, weight: weight.data, bias: bias?.data, y: out.data, relu: relu)
@@ -171,12 +183,12 @@ extension Tensor {
         var inputs = [self, weight]
         if let b = bias { inputs.append(b) }
         return Tensor.record(out, inputs) { out, g in
-            guard relu else { return Tensor.convBackward(geo, x: self, weight: weight, bias: bias, gy: g.data) }
+            guard relu else { return Tensor.convBackward(geo, x: self, weight: weight, bias: bias, gy: g.data, precision: precision) }
             // The ReLU's backward: the gradient where the output is positive, zero elsewhere.
             let masked = Tensor(uninitializedShape: out.shape)
             let y = out.data, dy = g.data, d = masked.data
             Parallel.forEachRange(out.count, grain: 1 << 16) { r in for i in r { d[i] = y[i] > 0 ? dy[i] : 0 } }
-            Tensor.convBackward(geo, x: self, weight: weight, bias: bias, gy: masked.data)
+            Tensor.convBackward(geo, x: self, weight: weight, bias: bias, gy: masked.data, precision: precision)
         }
     }
 
@@ -184,7 +196,8 @@ extension Tensor {
     /// s x s phases of the input (space-to-depth), so the direct kernel can run it; or one whose
     /// phase kernels are 3x3 with enough channels for Winograd (AlexNet's 11x11 stride-4 conv1:
     /// 48 phase channels, 64 outputs). Same values up to rounding; gradients flow through the rewrite.
-    func stridedAsSpaceToDepth(weight: Tensor, bias: Tensor?, options o: Conv2dOptions, outputSize: (Int, Int), relu: Bool) -> Tensor? {
+    func stridedAsSpaceToDepth(weight: Tensor, bias: Tensor?, options o: Conv2dOptions, outputSize: (Int, Int), relu: Bool,
+                               precision: ConvPrecision) -> Tensor? {
         let s = o.strideH
         let (n, c, h, w) = nchw
         let m = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
@@ -218,7 +231,8 @@ extension Tensor {
             }
             phaseWeight = Tensor(shape: shape, storage: storage)
         }
-        return xp.spaceToDepth(blockSize: s).conv2d(weight: phaseWeight, bias: bias, options: Conv2dOptions(), relu: relu)
+        return xp.spaceToDepth(blockSize: s).conv2d(weight: phaseWeight, bias: bias, options: Conv2dOptions(), relu: relu,
+                                                    precision: precision)
     }
 
     /// A unit-stride 5x5 convolution with a constant weight and enough channels (AlexNet's conv2),
@@ -226,7 +240,8 @@ extension Tensor {
     /// 0 and {-, 3, 4} (a zero first) at offset 2. 4 x 36 multiplies per 4x4 tile and channel
     /// pair instead of 400; the input gradient flows through the same four. Same values up to
     /// rounding.
-    func fiveByFiveAsWinograd(weight: Tensor, bias: Tensor?, options o: Conv2dOptions, outputSize: (Int, Int)) -> Tensor? {
+    func fiveByFiveAsWinograd(weight: Tensor, bias: Tensor?, options o: Conv2dOptions, outputSize: (Int, Int),
+                              precision: ConvPrecision) -> Tensor? {
         let (n, c, h, w) = nchw
         let m = weight.shape[0]
         guard weight.shape[2] == 5, weight.shape[3] == 5, !weight.needsGrad, o.strideH == 1, o.strideW == 1,
@@ -259,7 +274,7 @@ extension Tensor {
             if bottom < 0 { xs = xs.slice(axis: 2, start: 0, end: xs.shape[2] + bottom); bottom = 0 }
             if right < 0 { xs = xs.slice(axis: 3, start: 0, end: xs.shape[3] + right); right = 0 }
             let term = xs.conv2d(weight: kernel(a, b), bias: a == 0 && b == 0 ? bias : nil,
-                                 options: Conv2dOptions(strides: (1, 1), pads: (top, left, bottom, right)))
+                                 options: Conv2dOptions(strides: (1, 1), pads: (top, left, bottom, right)), precision: precision)
             y = y.map { $0 + term } ?? term
         } }
         return y
@@ -371,7 +386,8 @@ extension Tensor {
         }
     }
 
-    static func convBackward(_ geo: ConvGeometry, x: Tensor, weight: Tensor, bias: Tensor?, gy: UnsafePointer<Float>) {
+    static func convBackward(_ geo: ConvGeometry, x: Tensor, weight: Tensor, bias: Tensor?, gy: UnsafePointer<Float>,
+                             precision: ConvPrecision = .fp32) {
         let s = geo.spatial
         bias?.withGrad { gb in
             for mm in 0..<geo.m {
@@ -387,9 +403,10 @@ extension Tensor {
         var gxTarget: GradTarget? = nil
         if wantX { x.withGrad { gxTarget = $0 } }
         if let gx = gxTarget, let transposed = geo.inputGradientGeometry, WinogradConvolution.applies(transposed, weight: weight) {
-            let u = WinogradConvolution.weights(transposed, weight: weight, transposed: true)
+            let plan = WinogradConvolution.Plan(transposed, bf16: precision == .bf16)
+            let u = WinogradConvolution.weights(transposed, plan: plan, weight: weight, transposed: true)
             withExtendedLifetime(u) {
-                WinogradConvolution.forward(transposed, x: gy, u: u.pointer, bias: nil, y: gx.pointer, accumulate: gx.accumulate)
+                WinogradConvolution.forward(transposed, plan: plan, x: gy, u: u.pointer, bias: nil, y: gx.pointer, accumulate: gx.accumulate)
             }
             gxTarget = nil
         }

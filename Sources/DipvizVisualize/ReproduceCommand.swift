@@ -1,5 +1,6 @@
 import DipvizONNX
 import DipvizPrior
+import DipvizTensor
 import Foundation
 
 extension RunSpec {
@@ -62,6 +63,7 @@ extension RunSpec {
                      "--mean", p.mean.map { "\($0)" }.joined(separator: ","), "--std", p.std.map { "\($0)" }.joined(separator: ",")]
             if let s = p.inputSize, s.count == 2 { args += ["--input-size", "\(s[0])x\(s[1])"] }
         }
+        if convolutionPrecision != .fp32 { args += ["--precision", convolutionPrecision.rawValue] }
         args += ["--size", "\(size)", "--iterations", "\(iterations)", "--seed", "\(seed)", "--snapshot-every", "\(snapshotEvery)",
                  "--out", out]
         return args

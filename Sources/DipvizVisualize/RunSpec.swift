@@ -22,16 +22,24 @@ public struct RunSpec: Codable, Equatable, Sendable {
     public var seed: UInt64
     /// Iterations between snapshots and checkpoints: a kill loses at most this many.
     public var snapshotEvery: Int
+    /// The arithmetic of the classifier's convolutions; nil is fp32, the default, so that runs
+    /// written before this field existed read as fp32 and keep their keys.
+    public var precision: ConvPrecision?
 
-    enum CodingKeys: String, CodingKey { case model, objective, prior, size, iterations, seed, snapshotEvery = "snapshot_every" }
+    enum CodingKeys: String, CodingKey { case model, objective, prior, size, iterations, seed, snapshotEvery = "snapshot_every", precision }
 
     public static let sizes = 4...8192
     public static let iterationCounts = 1...10_000_000
 
-    public init(model: ModelSource, objective: Objective, prior: PriorSpec, size: Int, iterations: Int, seed: UInt64, snapshotEvery: Int) {
+    public init(model: ModelSource, objective: Objective, prior: PriorSpec, size: Int, iterations: Int, seed: UInt64, snapshotEvery: Int,
+                precision: ConvPrecision = .fp32) {
         self.model = model; self.objective = objective; self.prior = prior; self.size = size
         self.iterations = iterations; self.seed = seed; self.snapshotEvery = snapshotEvery
+        self.precision = precision == .fp32 ? nil : precision
     }
+
+    /// The precision the classifier's convolutions run in.
+    public var convolutionPrecision: ConvPrecision { precision ?? .fp32 }
 
     /// The spec as canonical JSON (sorted keys): what hashes and comparisons use.
     public var canonicalJSON: Data {
@@ -340,6 +348,8 @@ public struct RunRequest: Sendable {
     public var batch = true
     /// Images of one maximisation target, from seeds seed, seed + 1, ... (nil: one).
     public var images: Int?
+    /// The arithmetic of the classifier's convolutions.
+    public var precision = ConvPrecision.fp32
 
     public init(model: String, task: Task, prior: PriorKind) { self.model = model; self.task = task; self.prior = prior }
 }
@@ -368,7 +378,7 @@ extension RunSpec {
         let prior = try behaviour.settings(for: request, objective: objective, size: size, network: network)
         let spec = RunSpec(model: model, objective: objective, prior: prior, size: size,
                            iterations: request.iterations ?? behaviour.defaultIterations(prior),
-                           seed: request.seed, snapshotEvery: request.snapshotEvery ?? 100)
+                           seed: request.seed, snapshotEvery: request.snapshotEvery ?? 100, precision: request.precision)
         try spec.validate(network: network)
         return spec
     }
@@ -419,6 +429,7 @@ extension RunSpec {
                   "\(iterations); valid: \(RunSpec.iterationCounts.lowerBound)...\(RunSpec.iterationCounts.upperBound)")
         try check(snapshotEvery >= 1, "snapshot-every", "\(snapshotEvery); valid: 1 or more")
         try check(!model.file.path.isEmpty, "model", "no model file given")
+        try convolutionPrecision.checkSupported()
         if let p = model.preprocessing {
             do { try p.validate() } catch { throw RunSpecError.invalid(field: "preprocessing", message: "\(error)") }
         }

@@ -58,6 +58,11 @@ public enum Runner {
     static func execute(_ record: RunRecord, network: ONNXNetwork, folder: ResultFolder, control base: RunControl,
                         keepFinishedCheckpoints: Bool = false) throws -> Outcome {
         let spec = record.spec
+        // Only the classifier's convolutions: the prior's generator keeps its own (fp32) weights.
+        try spec.convolutionPrecision.checkSupported()
+        let previousPrecision = network.convolutionPrecision
+        network.convolutionPrecision = spec.convolutionPrecision
+        defer { network.convolutionPrecision = previousPrecision }
         let preprocessing = try spec.model.preprocessing ?? Preprocessing.forModel(network.model)
         let probe = Probe(network: network, preprocessing: preprocessing)
         let names = spec.resultNames

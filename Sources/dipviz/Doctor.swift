@@ -35,6 +35,7 @@ struct Doctor: ParsableCommand {
             ("check", "\(report.active) sgemm \(check)"),
             ("threads", "dipviz splits work over \(Parallel.workerCount) cores; OpenBLAS runs \(BLAS.threadCount) thread per call"),
             ("kernels", VectorKernels.description),
+            ("bf16", ConvPrecision.bf16.unsupportedReason().map { "unavailable: \($0)" } ?? "available (--precision bf16)"),
             ("selection", String(format: "%.1f ms at start-up", report.seconds * 1000)),
         ]
         if json {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DipvizONNX
 import DipvizPrior
+import DipvizTensor
 import DipvizVisualize
 import Foundation
 
@@ -30,6 +31,9 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Write a snapshot and a checkpoint every this many iterations (default 100).")
     var snapshotEvery: Int?
 
+    @Option(help: "Arithmetic of the classifier's convolutions: fp32 (default) or bf16 (bf16 products with fp32 sums; AVX-512 BF16 only).")
+    var precision: ConvPrecision?
+
     @Option(help: "Output folder.")
     var out: String?
 
@@ -47,6 +51,7 @@ struct RunOptions: ParsableArguments {
         if seed != nil { given.append("--seed") }
         if dataWeight != nil { given.append("--data-weight") }
         if snapshotEvery != nil { given.append("--snapshot-every") }
+        if precision != nil { given.append("--precision") }
         if out != nil { given.append("--out") }
         return given
     }
@@ -83,6 +88,7 @@ struct RunOptions: ParsableArguments {
         request.seed = seed ?? 0
         request.dataWeight = dataWeight
         request.snapshotEvery = snapshotEvery
+        request.precision = precision ?? .fp32
     }
 }
 
@@ -95,6 +101,7 @@ struct RunModelOptions: ParsableArguments {
 }
 
 extension PriorKind: ExpressibleByArgument {}
+extension ConvPrecision: ExpressibleByArgument {}
 
 /// Starts or resumes a run and reports how it ended: the one path of `invert`, `maximize`
 /// and `run`.

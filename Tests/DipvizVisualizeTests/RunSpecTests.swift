@@ -155,6 +155,35 @@ struct RunSpecTests {
         #expect(custom.reproduceArguments(out: "o", runRecord: "r/run.json") == ["run", "r/run.json", "--out", "o"])
     }
 
+    /// The classifier's precision: fp32, the default, is not written (runs from before the field
+    /// read back as fp32 with the same key); bf16 round-trips, is in the reproduce command, and
+    /// is refused with a typed error where it cannot run (here: the kernels held at avx2).
+    @Test func precisionRoundTripsAndOldRunsReadAsFP32() throws {
+        let f = try RunFixture()
+        defer { f.remove() }
+        let net = try ONNXNetwork(path: f.model)
+        let single = try RunSpec.resolve(RunRequest(model: f.model, task: .inversion(image: f.photo, layers: ["relu1"]), prior: .tv), network: net)
+        #expect(single.precision == nil && single.convolutionPrecision == .fp32)
+        #expect(!String(decoding: try ResultJSON.encoder.encode(single), as: UTF8.self).contains("precision"))
+        #expect(try #require(single.commandArguments(out: "o")).contains("--precision") == false)
+        var bf16 = single
+        bf16.precision = .bf16
+        let data = try ResultJSON.encoder.encode(bf16)
+        #expect(String(decoding: data, as: UTF8.self).contains("bf16"))
+        #expect(try ResultJSON.decoder.decode(RunSpec.self, from: data) == bf16)
+        #expect(bf16.key != single.key)
+        let args = try #require(bf16.commandArguments(out: "o"))
+        #expect(args.firstIndex(of: "--precision").map { args[$0 + 1] } == "bf16", "\(args)")
+        let unknown = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "bf16", with: "fp8")
+        #expect(throws: DecodingError.self) { try ResultJSON.decoder.decode(RunSpec.self, from: Data(unknown.utf8)) }
+        if VectorKernels.supported().contains(.avx2) {
+            VectorKernels.withPath(.avx2) {
+                #expect(throws: ConvPrecisionError.self) { try bf16.validate(network: net) }
+            }
+        }
+        if ConvPrecision.bf16.unsupportedReason() == nil { try bf16.validate(network: net) }
+    }
+
     @Test func decodingErrorsAreOneLine() throws {
         let bad = Data(#"{"format_version": 3, "spec": {"size": "big"}, "working_directory": "/"}"#.utf8)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-bad-\(UUID().uuidString).json").path

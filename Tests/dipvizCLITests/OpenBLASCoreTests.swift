@@ -23,7 +23,19 @@ struct OpenBLASCoreTests {
         #expect(object["openblas"]?.hasPrefix("OpenBLAS") == true)
         #expect(object["check"]?.contains("agrees with a plain loop") == true)
         #expect(object["kernels"]?.isEmpty == false)
+        #expect(object["bf16"] == (ConvPrecision.bf16.unsupportedReason() == nil ? "available (--precision bf16)" : "unavailable: \(ConvPrecision.bf16.unsupportedReason()!)"))
         #expect(object["notes"] == "")
+    }
+
+    /// bf16 products held back by DIPVIZ_ISA: doctor says so, and a run asking for them stops
+    /// with one line naming fp32.
+    @Test(.enabled(if: VectorKernels.supported().contains(.avx2)))
+    func bf16BelowAVX512IsRefused() throws {
+        #expect(try doctor(["DIPVIZ_ISA": "avx2"])["bf16"]?.hasPrefix("unavailable: ") == true)
+        let r = try runDipviz(["bench", "--cases", "sgemm_1024", "--repeats", "1", "--precision", "bf16"], environment: ["DIPVIZ_ISA": "avx2"])
+        #expect(r.status != 0 && r.stdout.isEmpty)
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("AVX-512 BF16") && lines[0].contains("--precision fp32"), "\(r.stderr)")
     }
 
     @Test(.enabled(if: canSimulateFallback))

@@ -1,6 +1,8 @@
 #ifndef DIPVIZ_KERNELS_H
 #define DIPVIZ_KERNELS_H
 
+#include <stdint.h>
+
 // The engine's vector kernels, compiled once per instruction set and chosen at run time.
 // Every kernel works on a range [begin, end) of independent items, so the caller spreads the
 // items over its own threads.
@@ -86,6 +88,26 @@ typedef struct {
 /// The kernels of one level, or null when this build has none for it (non-x86 builds have
 /// only the portable level). Does not check the processor: the caller does (CPUID, XCR0).
 const dipviz_kernels *dipviz_kernels_for_level(int level);
+
+/// Products of bfloat16 values with single-precision sums (AVX-512 BF16's VDPBF16PS), for
+/// the Winograd GEMMs of constant weights. Both operands hold pairs along the inner dimension:
+/// a 32-bit word has element 2q in its low half and 2q + 1 in its high half (zero past an odd k).
+/// Values are rounded to the nearest bf16, ties to even.
+typedef struct {
+    /// A packed as packed_gemm reads it ([ceil(m / DIPVIZ_PACKED_ROWS)][k][DIPVIZ_PACKED_ROWS]
+    /// floats) into [ceil(m / DIPVIZ_PACKED_ROWS)][ceil(k / 2)][DIPVIZ_PACKED_ROWS] words.
+    void (*pack_weights)(const float *a, long m, long k, uint32_t *out);
+    /// Row-major k x n floats (`ldb` a row, n a multiple of 16) into ceil(k / 2) rows of n
+    /// words (`ldo` words a row).
+    void (*pack_columns)(const float *b, long k, long n, long ldb, uint32_t *out, long ldo);
+    /// C = A B (m x k times k x n, n a multiple of 16, C row-major with `ldc` floats a row) from
+    /// A as pack_weights writes it and B as pack_columns writes it (`ldb` words a row).
+    void (*gemm)(long m, long n, long k, const uint32_t *a, const uint32_t *b, long ldb, float *c, long ldc);
+} dipviz_bf16_kernels;
+
+/// The bf16 kernels, or null when this build has none (non-x86 builds). Does not check the
+/// processor: the caller does (CPUID.(EAX=7, ECX=1):EAX bit 5, with the AVX-512 state in XCR0).
+const dipviz_bf16_kernels *dipviz_bf16_kernels_table(void);
 
 
 
