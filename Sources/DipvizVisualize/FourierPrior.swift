@@ -152,4 +152,6 @@ struct FourierBehaviour: PriorBehaviour {
     func inversionJitter(stride: Int) -> Int { stride / 4 }
     /// Lucid's class objectives read the logits (its pre-softmax layer).
     var defaultClassScore: ClassScore { .logit }
+    /// Like tv, a step is the classifier's passes.
+    var offersBF16: Bool { true }
 }

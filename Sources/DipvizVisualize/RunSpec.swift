@@ -429,6 +429,8 @@ extension RunSpec {
                   "\(iterations); valid: \(RunSpec.iterationCounts.lowerBound)...\(RunSpec.iterationCounts.upperBound)")
         try check(snapshotEvery >= 1, "snapshot-every", "\(snapshotEvery); valid: 1 or more")
         try check(!model.file.path.isEmpty, "model", "no model file given")
+        try check(convolutionPrecision == .fp32 || prior.kind.behaviour.offersBF16, "precision",
+                  "bf16 is offered for the tv, pixel and fft priors; under dip the generator dominates each step, so it saves nothing (give fp32)")
         try convolutionPrecision.checkSupported()
         if let p = model.preprocessing {
             do { try p.validate() } catch { throw RunSpecError.invalid(field: "preprocessing", message: "\(error)") }

@@ -182,6 +182,10 @@ struct RunSpecTests {
             }
         }
         if ConvPrecision.bf16.unsupportedReason() == nil { try bf16.validate(network: net) }
+        // Under dip, where the generator dominates a step, bf16 is not offered.
+        var dip = try RunSpec.resolve(RunRequest(model: f.model, task: .inversion(image: f.photo, layers: ["relu1"]), prior: .dip), network: net)
+        dip.precision = .bf16
+        #expect { try dip.validate(network: net) } throws: { "\($0)".contains("tv, pixel and fft") }
     }
 
     @Test func decodingErrorsAreOneLine() throws {
