@@ -4,13 +4,17 @@ budget, fitted to the same observation (the run folder's input.png, mask.png and
 ground-truth.png), on the CPU. Prints one JSON line: PSNR/SSIM of the result against the ground
 truth, the best PSNR and its iteration, and seconds per iteration.
 
-    python3 bench/restore_torch.py RUN_DIR [--iterations N] [--threads T] [--seed S] [--out torch.png]
+    python3 bench/restore_torch.py RUN_DIR [--iterations N] [--threads T] [--seed S] [--start FILE] [--out torch.png]
 
 Only the dip prior with a skip generator is covered (the one the paper uses for every task).
+--start FILE (written by `dipviz restore ... --save-start FILE`) starts from dipviz's own code and
+weights, so that both sides differ only in their arithmetic and in the draws of the per-step
+input noise; without it the code and weights are PyTorch's own draws from the same distributions.
 """
 import argparse
 import json
 import os
+import struct
 import time
 
 import numpy as np
@@ -75,12 +79,51 @@ def lanczos2(factor):
     return k / k.sum()
 
 
+def read_start(path):
+    """The tensors of a dipviz checkpoint-format file: magic, header length, JSON header, float32."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"DIPVIZC2", f"{path} is not a dipviz checkpoint"
+    (length,) = struct.unpack("<Q", data[8:16])
+    header = json.loads(data[16:16 + length])
+    offset, tensors = 16 + length, []
+    for shape in header["shapes"]:
+        n = int(np.prod(shape))
+        tensors.append(np.frombuffer(data, dtype="<f4", count=n, offset=offset).reshape(shape).copy())
+        offset += 4 * n
+    assert offset == len(data), f"{path}: {len(data) - offset} bytes beyond its tensors"
+    return tensors
+
+
+def load_start(net, code, tensors):
+    """dipviz's code, then its parameters in the network's order: every convolution's weight
+    (4-D) followed by its bias, batch norms' scales and shifts between them (ones and zeros
+    at the start, as PyTorch's). The convolutions come in the same order on both sides."""
+    assert tuple(tensors[0].shape) == tuple(code.shape), f"code {tensors[0].shape} against {tuple(code.shape)}"
+    code.copy_(torch.from_numpy(tensors[0]))
+    params = tensors[1:]
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    weights = [i for i, t in enumerate(params) if t.ndim == 4]
+    assert len(weights) == len(convs), f"{len(weights)} convolutions in the start file, {len(convs)} here"
+    for conv, i in zip(convs, weights):
+        assert tuple(params[i].shape) == tuple(conv.weight.shape), f"weight {params[i].shape} against {tuple(conv.weight.shape)}"
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(params[i]))
+            if conv.bias is not None:
+                assert params[i + 1].shape == (conv.bias.shape[0],)
+                conv.bias.copy_(torch.from_numpy(params[i + 1]))
+    used = set(weights) | {i + 1 for i in weights}
+    rest = [params[i] for i in range(len(params)) if i not in used]
+    assert all(np.all((t == 1) | (t == 0)) for t in rest), "batch norms not at their start (ones and zeros)"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
     ap.add_argument("--iterations", type=int)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", help="dipviz's starting code and weights (dipviz restore --save-start)")
     ap.add_argument("--out")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -113,6 +156,8 @@ def main():
     side = (side + 31) // 32 * 32
     net = skip_network(arch, gen["inputDepth"])
     code = torch.rand(1, gen["inputDepth"], side, side) * 0.1
+    if a.start:
+        load_start(net, code, read_start(a.start))
     top, left = (side - h) // 2, (side - w) // 2
     opt = torch.optim.Adam(net.parameters(), lr=prior["learning_rate"])
     reg, weight_avg = gen.get("regNoiseStd", 0), prior["averaging"]

@@ -281,14 +281,19 @@ public enum Restoration {
     /// Runs `spec` into `folder` (continuing what it holds). `lpipsModels`: the folder with
     /// AlexNet's features and LPIPS heads (`models/prepare` writes them), for LPIPS beside PSNR
     /// and SSIM; without it, or where the files are absent, the metrics have no LPIPS.
+    /// `saveStart`: a file to receive the generator's code and weights before the first step
+    /// (checkpoint format: a JSON header of shapes, then float32 tensors; the code first, then
+    /// the network's parameters in order), so that another implementation can start from the
+    /// same point (`bench/restore_torch.py --start`). Only a run that starts from iteration 0
+    /// has it.
     public static func run(_ spec: RestorationSpec, folder: ResultFolder,
                            workingDirectory: String = FileManager.default.currentDirectoryPath,
-                           control: RunControl = RunControl(), lpipsModels: String? = nil) throws -> Outcome {
+                           control: RunControl = RunControl(), lpipsModels: String? = nil, saveStart: String? = nil) throws -> Outcome {
         let record = try folder.adopt(RestorationRecord(spec: spec, workingDirectory: workingDirectory), what: "restoration record",
                                       same: { $0.spec == spec }) {
             "\(folder.path) holds another restoration (\($0.kind == "restoration" ? "other settings" : "not a restoration")); choose another --out, or continue that run with --resume \(folder.path)"
         }
-        return try execute(record, folder: folder, control: control, lpipsModels: lpipsModels)
+        return try execute(record, folder: folder, control: control, lpipsModels: lpipsModels, saveStart: saveStart)
     }
 
     /// Whether `directory/run.json` is a restoration's record.
@@ -328,14 +333,22 @@ public enum Restoration {
         return DIPParametrization(prior: dip, learningRate: prior.learningRate, seed: spec.seed)
     }
 
-    static func execute(_ record: RestorationRecord, folder: ResultFolder, control base: RunControl, lpipsModels: String?) throws -> Outcome {
+    static func execute(_ record: RestorationRecord, folder: ResultFolder, control base: RunControl, lpipsModels: String?,
+                        saveStart: String? = nil) throws -> Outcome {
         let spec = record.spec
+        func noStart(_ why: String) -> RunSpecError {
+            .invalid(field: "save-start", message: "\(why); the starting weights exist only before a run's first step (use a new --out)")
+        }
+        if saveStart != nil && spec.prior.generator == nil { throw noStart("the \(spec.prior.kind.rawValue) prior has no generator") }
         if folder.exists("metrics.json") {
             let previous = try folder.read(RestorationMetrics.self, name: "metrics.json", what: "metrics file")
             guard previous.specKey == spec.key else {
                 throw RunSpecError.mismatch("\(folder.path)/run.json does not match the run its results came from (edited after the run was made); start a new run")
             }
-            if previous.ending == .finished && folder.exists("image.png") { return Outcome(record: record, metrics: previous, folder: folder) }
+            if previous.ending == .finished && folder.exists("image.png") {
+                if saveStart != nil { throw noStart("\(folder.path) holds a finished run") }
+                return Outcome(record: record, metrics: previous, folder: folder)
+            }
             if previous.ending == .diverged {
                 throw RunSpecError.mismatch("the run in \(folder.path) diverged (\(previous.message ?? "non-finite loss")); start a new run, e.g. with a smaller --lr")
             }
@@ -350,6 +363,10 @@ public enum Restoration {
         let resume = FileManager.default.fileExists(atPath: checkpointPath)
             ? try Checkpoint.load(path: checkpointPath, specKey: spec.key, iterations: spec.iterations) : nil
         let start = try resume?.restore(into: tracker) ?? 0
+        if let saveStart {
+            guard start == 0, let dip = (tracker.inner as? DIPParametrization)?.prior else { throw noStart("\(folder.path) holds a run at iteration \(start)") }
+            try Checkpoint.save(path: saveStart, specKey: spec.key, state: [dip.code] + dip.parameters, iteration: 0, curve: [], seconds: 0, startValue: nil)
+        }
 
         var control = base
         control.snapshotEvery = spec.snapshotEvery

@@ -44,10 +44,12 @@ struct Restore: ParsableCommand {
     @Option(help: "Continue the restoration saved in this folder (give no other option).") var resume: String?
     @Option(name: .customLong("lpips-models"), help: "Folder with alexnet-features.onnx and lpips-alexnet.npy (models/prepare writes them) for LPIPS beside PSNR and SSIM.")
     var lpipsModels = "models"
+    @Option(name: .customLong("save-start"), help: "Write the generator's code and weights before the first step to this file (for another implementation to start from; bench/restore_torch.py --start).")
+    var saveStart: String?
 
     func validate() throws {
         if resume != nil {
-            guard task == nil, input == nil, out == nil else { throw ValidationError("--resume continues the run as it was saved; give only --resume DIR") }
+            guard task == nil, input == nil, out == nil, saveStart == nil else { throw ValidationError("--resume continues the run as it was saved; give only --resume DIR") }
             return
         }
         guard task != nil, input != nil else { throw ValidationError("give the task and the image, e.g. dipviz restore denoise noisy.png --out OUT") }
@@ -81,7 +83,8 @@ struct Restore: ParsableCommand {
         } else {
             let spec = try RestorationSpec.resolve(try request())
             control.progress = ProgressLine(label: "restore \(spec.task.kind.rawValue) (\(spec.prior.kind.rawValue))").update
-            outcome = try Restoration.run(spec, folder: try ResultFolder(path: out!), control: control, lpipsModels: lpipsModels)
+            outcome = try Restoration.run(spec, folder: try ResultFolder(path: out!), control: control, lpipsModels: lpipsModels,
+                                         saveStart: saveStart)
         }
         if outcome.metrics.result != nil && outcome.metrics.result?.lpips == nil {
             FileHandle.standardError.write(Data("note: no LPIPS in metrics.json: \(lpipsModels) lacks alexnet-features.onnx or lpips-alexnet.npy (run models/prepare, or give --lpips-models), or the image is under 32 pixels\n".utf8))

@@ -159,4 +159,25 @@ struct RestorationTests {
                                      folder: try ResultFolder(path: dir + "/tv"))
         #expect((tv.metrics.result?.psnr ?? 0) > (tv.metrics.input?.psnr ?? 99), "TV: \(tv.metrics)")
     }
+
+    @Test func theStartFileHoldsTheCodeAndWeightsBeforeTheFirstStep() throws {
+        let dir = try RestorationTests.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/p.png"
+        try PNG.write(RestorationTests.photo(), path: path)
+        let spec = try RestorationTests.spec(RestorationTask(kind: .superres, factor: 4), input: path, iterations: 3)
+        let start = dir + "/start.ckpt"
+        _ = try Restoration.run(spec, folder: try ResultFolder(path: dir + "/run"), saveStart: start)
+        let saved = try Checkpoint.load(path: start, specKey: spec.key, iterations: spec.iterations)
+        let fresh = try DeepImagePrior(spec.prior.generator!, height: 32, width: 32, seed: spec.seed)
+        let expected = [fresh.code] + fresh.parameters
+        #expect(saved.iteration == 0 && saved.tensors.count == expected.count)
+        // Equal to a fresh prior of the same seed, so written before any step moved the weights.
+        for (a, b) in zip(saved.tensors, expected) { #expect(a.shape == b.shape && a.scalars == b.scalars) }
+        // A finished run, or a prior without a generator, has no start to give.
+        #expect(throws: RunSpecError.self) { try Restoration.run(spec, folder: try ResultFolder(path: dir + "/run"), saveStart: dir + "/again.ckpt") }
+        let tv = try RestorationTests.spec(RestorationTask(kind: .denoise), input: path, iterations: 3, prior: .tv)
+        #expect(throws: RunSpecError.self) { try Restoration.run(tv, folder: try ResultFolder(path: dir + "/tv"), saveStart: dir + "/tv.ckpt") }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/again.ckpt") && !FileManager.default.fileExists(atPath: dir + "/tv.ckpt"))
+    }
 }

@@ -48,8 +48,12 @@ struct RestoreCommandTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let photo = try RestoreCommandTests.photo(dir)
         let sr = dir.appendingPathComponent("sr").path
-        let r = try runDipviz(["restore", "superres", photo, "--factor", "4", "--degrade", "--iterations", "2", "--out", sr])
+        let start = dir.appendingPathComponent("start.ckpt").path
+        let r = try runDipviz(["restore", "superres", photo, "--factor", "4", "--degrade", "--iterations", "2", "--out", sr, "--save-start", start,
+                               "--lpips-models", dir.appendingPathComponent("no-models").path])
         #expect(r.status == 0, "\(r.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: start)).prefix(8) == Data("DIPVIZC2".utf8), "the start file is a checkpoint")
+        #expect(r.stderr.contains("note: no LPIPS") && r.stderr.contains("no-models"), "\(r.stderr)")
         let m = try RestoreCommandTests.json(sr + "/metrics.json")
         #expect((m["baselines"] as? [String: Any])?["bicubic"] != nil)
         let low = try PNG.read(path: sr + "/input.png"), high = try PNG.read(path: sr + "/image.png")
@@ -77,11 +81,15 @@ struct RestoreCommandTests {
             (["restore", "denoise", dir.appendingPathComponent("none.png").path, "--out", out], "none.png"),
             (["restore", "denoise", photo, "--crop", "0,0,64", "--out", out], "does not fit"),
             (["restore", "--resume", dir.path], "not a folder written by dipviz restore"),
+            (["restore", "denoise", photo, "--degrade", "--prior", "tv", "--save-start", out + ".ckpt", "--out", out + "-tv"], "no generator"),
         ]
         for (args, expected) in cases {
             let r = try runDipviz(args)
             #expect(r.status != 0 && r.stderr.contains(expected), "\(args): \(r.stderr)")
             #expect(r.stderr.split(separator: "\n").count <= 2, "\(args): \(r.stderr)")
         }
+        // A resumed run's start is long gone: --save-start goes with a new run only (usage follows).
+        let resumed = try runDipviz(["restore", "--resume", dir.path, "--save-start", out + ".ckpt"])
+        #expect(resumed.status != 0 && resumed.stderr.contains("give only --resume"), "\(resumed.stderr)")
     }
 }
