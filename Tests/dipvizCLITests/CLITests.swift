@@ -225,6 +225,28 @@ struct VisualizeCommandTests {
         #expect(other.status != 0 && other.stderr.contains("iterations: 12 -> 13"), "\(other.stderr)")
     }
 
+    /// `--precision bf16` end to end: where the processor has the bf16 products the run is
+    /// written down as bf16; elsewhere it stops in one line naming fp32. Under dip it is refused
+    /// everywhere.
+    @Test func invertInBF16() throws {
+        let (dir, model, photo) = try VisualizeCommandTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("bf16").path
+        let r = try runDipviz(["invert", model, photo, "--layer", "relu1", "--prior", "tv", "--iterations", "4", "--size", "16",
+                               "--precision", "bf16", "--out", out])
+        if ConvPrecision.bf16.unsupportedReason() == nil {
+            #expect(r.status == 0, "\(r.stderr)")
+            let spec = try VisualizeCommandTests.json(out + "/run.json")["spec"] as? [String: Any]
+            #expect(spec?["precision"] as? String == "bf16", "\(String(describing: spec))")
+            #expect(FileManager.default.fileExists(atPath: out + "/image.png"))
+        } else {
+            #expect(r.status != 0 && r.stderr.contains("--precision fp32") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        }
+        let dip = try runDipviz(["invert", model, photo, "--layer", "relu1", "--prior", "dip", "--iterations", "4", "--size", "16",
+                                 "--precision", "bf16", "--out", out + "-dip"])
+        #expect(dip.status != 0 && dip.stderr.contains("precision") && dip.stderr.split(separator: "\n").count <= 2, "\(dip.stderr)")
+    }
+
     @Test func maximizeUnitsAndClasses() throws {
         let (dir, model, _) = try VisualizeCommandTests.fixture()
         defer { try? FileManager.default.removeItem(at: dir) }
