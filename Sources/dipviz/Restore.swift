@@ -32,7 +32,7 @@ struct Restore: ParsableCommand {
     @Option(help: "dip (the paper's network for the task), deep-decoder or tv. Default: dip.") var prior: RestorationPriorKind?
     @Option(help: "Iterations (default: the paper's for the task and prior).") var iterations: Int?
     @Option(help: "Adam's learning rate (default: the task's).") var lr: Float?
-    @Option(help: "Weight of the exponential average of outputs, 0 for none (default: 0.99 for denoise and jpeg).") var averaging: Float?
+    @Option(help: "Weight of the exponential average of outputs, 0 for none (default: 0.99 for denoise, jpeg and random-pixel inpainting).") var averaging: Float?
     @Option(name: .customLong("reg-noise"), help: "Standard deviation of the noise added to the code every step (default: the task's).") var regNoise: Float?
     @Option(name: .customLong("tv-weight"), help: "Weight of TV against the mean squared error (--prior tv).") var tvWeight: Float?
     @Option(help: "variance (stop where the outputs' moving variance bottoms out; no ground truth needed) or budget (run every iteration). Default: variance for denoise and jpeg with dip, else budget.")

@@ -119,6 +119,8 @@ struct RestorationTests {
         #expect(d.task.sigma == 25 && d.prior.averaging == 0.99 && d.stopping.kind == .variance)
         let s = try resolve(RestorationTask(kind: .superres, factor: 8))
         #expect(s.iterations == 4000 && s.prior.generator?.regNoiseStd == 0.05)
+        let i = try resolve(RestorationTask(kind: .inpaint, drop: 0.5))
+        #expect(i.iterations == 3000 && i.prior.averaging == 0.99 && i.stopping.kind == .budget)
     }
 
     /// A small generator and few iterations: the library path of `dipviz restore`.
