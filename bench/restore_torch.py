@@ -68,13 +68,13 @@ def skip_network(cfg, depth):
     return nn.Sequential(Level(0, depth), conv(cfg["channelsUp"][0], 3, 1), nn.Sigmoid())
 
 
-def lanczos2(factor):
-    """The DIP code's downsampling kernel (lanczos2, phase 1/2), normalised."""
-    width = 4 * factor + 1
+def lanczos(factor, support):
+    """The DIP code's downsampling kernels (lanczos2, lanczos3; phase 1/2), normalised."""
+    width = 2 * support * factor + 1
     centre = (width + 1) / 2
     d = np.abs(np.arange(1, width) + 0.5 - centre) / factor
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(d == 0, 1.0, 2 * np.sin(np.pi * d) * np.sin(np.pi * d / 2) / (np.pi ** 2 * d ** 2))
+        w = np.where(d == 0, 1.0, support * np.sin(np.pi * d) * np.sin(np.pi * d / support) / (np.pi ** 2 * d ** 2))
     k = np.outer(w, w)
     return k / k.sum()
 
@@ -140,9 +140,11 @@ def main():
     if task["kind"] == "superres":
         f = task["factor"]
         h, w = y.shape[2] * f, y.shape[3] * f
-        kernel = torch.from_numpy(lanczos2(f)).float()
+        # A run.json without "downsampler" predates the field and ran lanczos2.
+        support = {"lanczos2": 2, "lanczos3": 3}[task.get("downsampler", "lanczos2")]
+        kernel = torch.from_numpy(lanczos(f, support)).float()
         weight = kernel[None, None].repeat(3, 1, 1, 1)
-        pad = (4 * f - f) // 2
+        pad = (2 * support * f - f) // 2
         forward = lambda x: F.conv2d(F.pad(x, (pad,) * 4, mode="replicate"), weight, stride=f, groups=3)
     elif task["kind"] == "inpaint":
         mask = torch.from_numpy((load(os.path.join(a.run, "mask.png")).mean(0, keepdims=True) >= 0.5).astype(np.float32)).repeat(3, 1, 1)[None]

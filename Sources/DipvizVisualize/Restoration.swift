@@ -130,7 +130,7 @@ struct RestorationProblem {
             }
             let h = low.height * f, w = low.width * f
             let bicubic = low.resized(width: w, height: h, filter: .bicubic)
-            return RestorationProblem(observation: low.tensor(), forward: Degradation.downsampler(factor: f), groundTruth: truth,
+            return RestorationProblem(observation: low.tensor(), forward: Degradation.downsampler(factor: f, support: (task.downsampler ?? .lanczos2).support), groundTruth: truth,
                                       height: h, width: w, start: bicubic.tensor(), files: ["input.png": low, "bicubic.png": bicubic],
                                       baselines: ["bicubic": bicubic.tensor()])
         case .inpaint:
@@ -231,7 +231,8 @@ final class RestorationTracker: ImageParametrization {
     func reported(_ output: Tensor) -> Tensor { averaging > 0 ? average : output }
 
     /// Takes in the output of iteration `t` (0-based); returns the scalar moving variance.
-    func observe(_ output: Tensor, iteration t: Int, groundTruth: Tensor?) -> (variance: Double, psnr: Double?) {
+    /// `outputPSNR` is the output's own PSNR when the average is what is reported.
+    func observe(_ output: Tensor, iteration t: Int, groundTruth: Tensor?) -> (variance: Double, psnr: Double?, outputPSNR: Double?) {
         let x = output.data, n = output.count
         let first = observations == 0
         let a = averaging, d = decay
@@ -251,13 +252,14 @@ final class RestorationTracker: ImageParametrization {
             scalars.data[1] = Float(variance); scalars.data[2] = Float(t + 1)
             atMinimum.copy(from: shown)
         }
-        var psnr: Double? = nil
+        var psnr: Double? = nil, outputPSNR: Double? = nil
         if let groundTruth {
             let p = ImageMetrics.psnr(shown, groundTruth)
             psnr = p
             if Float(p) > scalars.data[3] { scalars.data[3] = Float(p); scalars.data[4] = Float(t + 1) }
+            if averaging > 0 { outputPSNR = ImageMetrics.psnr(output, groundTruth) }
         }
-        return (variance, psnr)
+        return (variance, psnr, outputPSNR)
     }
 
     func image(iteration t: Int) -> Tensor { inner.image(iteration: t) }
@@ -382,10 +384,11 @@ public enum Restoration {
         let loop = try optimize(tracker, iterations: spec.iterations, startIteration: start, curve: resume?.curve ?? [],
                                 secondsBefore: resume?.seconds ?? 0, control: control) { x in
             let loss = problem.forward(x).mseLoss(y)
-            let (variance, psnr) = GradMode.withoutGrad { tracker.observe(x, iteration: tracker.observations, groundTruth: truth) }
+            let (variance, psnr, outputPSNR) = GradMode.withoutGrad { tracker.observe(x, iteration: tracker.observations, groundTruth: truth) }
             lastIteration = tracker.observations
             var values = ["variance": variance]
             if let psnr { values["psnr"] = psnr }
+            if let outputPSNR { values["output_psnr"] = outputPSNR }
             return (loss, values)
         }
         var image = loop.image

@@ -6,17 +6,16 @@ import Foundation
 /// `--degrade` applies to a clean photo, and the differentiable forward model A that the
 /// restored image x is compared through (the data term is ||A(x) - y||^2, y the observation).
 enum Degradation {
-    /// The Deep Image Prior code's super-resolution downsampler (`models/downsampler.py`,
-    /// `KERNEL_TYPE='lanczos2'`, `phase=0.5`, `preserve_size=True`): a separable Lanczos kernel of
-    /// support 2 stretched by the factor, 4f x 4f taps, normalised to sum 1, applied per
-    /// channel with stride f after replicating 3f/2 pixels at each border.
-    static func lanczos2Kernel(factor f: Int) -> [Float] {
-        let width = 4 * f + 1, taps = width - 1
+    /// The Deep Image Prior code's Lanczos downsampling kernel (`models/downsampler.py`,
+    /// `KERNEL_TYPE='lanczos2'` or `'lanczos3'`, `phase=0.5`): a separable Lanczos kernel of
+    /// support `support` stretched by the factor, 2·support·f taps a side, normalised to sum 1.
+    static func lanczosKernel(factor f: Int, support a: Int) -> [Float] {
+        let width = 2 * a * f + 1, taps = width - 1
         let centre = Double(width + 1) / 2
         func weight(_ i: Int) -> Double {
             let d = Swift.abs(Double(i) + 0.5 - centre) / Double(f)
             guard d != 0 else { return 1 }
-            return 2 * sin(Double.pi * d) * sin(Double.pi * d / 2) / (Double.pi * Double.pi * d * d)
+            return Double(a) * sin(Double.pi * d) * sin(Double.pi * d / Double(a)) / (Double.pi * Double.pi * d * d)
         }
         let row = (1...taps).map(weight)
         var kernel = [Double](repeating: 0, count: taps * taps)
@@ -25,10 +24,13 @@ enum Degradation {
         return kernel.map { Float($0 / total) }
     }
 
-    /// The downsampler as a differentiable op on [1, C, H, W] (H and W multiples of `factor`).
-    static func downsampler(factor: Int, channels: Int = 3) -> (Tensor) -> Tensor {
-        let kernel = lanczos2Kernel(factor: factor)
-        let taps = 4 * factor
+    /// The downsampler as a differentiable op on [1, C, H, W] (H and W multiples of `factor`):
+    /// the Lanczos kernel applied per channel with stride f after replicating (2·support - 1)·f/2
+    /// pixels at each border, so that output pixel j is centred on input (j + 1/2)·f - 1/2, as
+    /// in PIL's resize.
+    static func downsampler(factor: Int, support: Int, channels: Int = 3) -> (Tensor) -> Tensor {
+        let kernel = lanczosKernel(factor: factor, support: support)
+        let taps = 2 * support * factor
         let weight = Tensor(shape: [channels, 1, taps, taps], scalars: Array((0..<channels).map { _ in kernel }.joined()))
         let pad = (taps - factor) / 2
         return { x in

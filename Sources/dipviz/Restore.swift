@@ -5,6 +5,7 @@ import Foundation
 extension RestorationTaskKind: ExpressibleByArgument {}
 extension RestorationPriorKind: ExpressibleByArgument {}
 extension StoppingRule.Kind: ExpressibleByArgument {}
+extension SuperresDownsampler: ExpressibleByArgument {}
 
 struct Restore: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,6 +23,8 @@ struct Restore: ParsableCommand {
     var input: String?
 
     @Option(help: "Super-resolution factor: 4 or 8.") var factor: Int?
+    @Option(help: "Super-resolution: the Lanczos kernel the result is downsampled with to compare it with INPUT: lanczos3 (default: PIL's LANCZOS resize, which --degrade uses) or lanczos2 (the paper's notebook).")
+    var downsampler: SuperresDownsampler?
     @Option(help: "Inpainting mask (PNG of the image's size: white known, black missing).") var mask: String?
     @Option(help: "Inpainting: drop this fraction of pixels at random (0 < fraction < 1; the mask follows --seed).") var drop: Float?
     @Option(name: .customLong("no-flash"), help: "Flash/no-flash: the photo taken without flash.") var noFlash: String?
@@ -32,7 +35,7 @@ struct Restore: ParsableCommand {
     @Option(help: "dip (the paper's network for the task), deep-decoder or tv. Default: dip.") var prior: RestorationPriorKind?
     @Option(help: "Iterations (default: the paper's for the task and prior).") var iterations: Int?
     @Option(help: "Adam's learning rate (default: the task's).") var lr: Float?
-    @Option(help: "Weight of the exponential average of outputs, 0 for none (default: 0.99 for denoise, jpeg and random-pixel inpainting).") var averaging: Float?
+    @Option(help: "Weight of the exponential average of outputs, 0 for none (default: 0.99 for denoise, jpeg, superres and random-pixel inpainting).") var averaging: Float?
     @Option(name: .customLong("reg-noise"), help: "Standard deviation of the noise added to the code every step (default: the task's).") var regNoise: Float?
     @Option(name: .customLong("tv-weight"), help: "Weight of TV against the mean squared error (--prior tv).") var tvWeight: Float?
     @Option(help: "variance (stop where the outputs' moving variance bottoms out; no ground truth needed) or budget (run every iteration). Default: variance for denoise and jpeg with dip, else budget.")
@@ -61,7 +64,7 @@ struct Restore: ParsableCommand {
     }
 
     func request() throws -> RestorationRequest {
-        let task = RestorationTask(kind: self.task!, factor: factor, drop: drop, sigma: sigma, quality: quality)
+        let task = RestorationTask(kind: self.task!, factor: factor, downsampler: downsampler, drop: drop, sigma: sigma, quality: quality)
         var r = RestorationRequest(task: task, input: input!)
         r.degrade = degrade
         r.crop = try crop.map(CropBox.parse)

@@ -20,26 +20,58 @@ struct RestorationTests {
         return dir
     }
 
-    @Test func lanczos2KernelMatchesTheReferenceCode() {
-        // Values from bench/restore_torch.py's lanczos2(4) (the DIP code's kernel, phase 1/2).
-        let k = Degradation.lanczos2Kernel(factor: 4)
-        #expect(k.count == 16 * 16)
-        let expected: [(Int, Int, Float)] = [(7, 6, 0.04389477), (7, 7, 0.05746142), (7, 8, 0.05746142), (7, 9, 0.04389477),
-                                             (0, 0, 1.14e-06), (0, 7, -0.00025538)]
-        for (i, j, v) in expected { #expect(Swift.abs(k[i * 16 + j] - v) < 1e-6, "k[\(i),\(j)] = \(k[i * 16 + j]), expected \(v)") }
-        #expect(Swift.abs(k.reduce(0, +) - 1) < 1e-5)
+    @Test func lanczosKernelsMatchTheReferenceCode() {
+        // Values from bench/restore_torch.py's lanczos(4, support) (the DIP code's kernels, phase 1/2).
+        let k2 = Degradation.lanczosKernel(factor: 4, support: 2)
+        #expect(k2.count == 16 * 16)
+        let expected2: [(Int, Int, Float)] = [(7, 6, 0.04389477), (7, 7, 0.05746142), (7, 8, 0.05746142), (7, 9, 0.04389477),
+                                              (0, 0, 1.14e-06), (0, 7, -0.00025538)]
+        for (i, j, v) in expected2 { #expect(Swift.abs(k2[i * 16 + j] - v) < 1e-6, "k2[\(i),\(j)] = \(k2[i * 16 + j]), expected \(v)") }
+        let k3 = Degradation.lanczosKernel(factor: 4, support: 3)
+        #expect(k3.count == 24 * 24)
+        let expected3: [(Int, Int, Float)] = [(11, 10, 0.04668724), (11, 11, 0.05936398), (12, 13, 0.04668724),
+                                              (0, 0, 2.12e-07), (0, 11, 0.00011222), (11, 3, 0.00124852)]
+        for (i, j, v) in expected3 { #expect(Swift.abs(k3[i * 24 + j] - v) < 1e-6, "k3[\(i),\(j)] = \(k3[i * 24 + j]), expected \(v)") }
+        for k in [k2, k3] { #expect(Swift.abs(k.reduce(0, +) - 1) < 1e-5) }
     }
 
     @Test func downsamplerKeepsConstantsAndHasExactGradients() throws {
-        let down = Degradation.downsampler(factor: 4)
-        let constant = Tensor(shape: [1, 3, 16, 16], repeating: 0.3)
-        let y = down(constant)
-        #expect(y.shape == [1, 3, 4, 4])
-        #expect(y.scalars.allSatisfy { Swift.abs($0 - 0.3) < 1e-5 })
-        var rng = SeededGenerator(seed: 5)
-        let x = Tensor.uniform([1, 3, 16, 16], generator: &rng)
-        let target = Tensor.uniform([1, 3, 4, 4], generator: &rng)
-        try checkGradient("lanczos downsampler", x) { down($0).mseLoss(target) }
+        for support in [2, 3] {
+            let down = Degradation.downsampler(factor: 4, support: support)
+            let constant = Tensor(shape: [1, 3, 16, 16], repeating: 0.3)
+            let y = down(constant)
+            #expect(y.shape == [1, 3, 4, 4])
+            #expect(y.scalars.allSatisfy { Swift.abs($0 - 0.3) < 1e-5 })
+            var rng = SeededGenerator(seed: 5)
+            let x = Tensor.uniform([1, 3, 16, 16], generator: &rng)
+            let target = Tensor.uniform([1, 3, 4, 4], generator: &rng)
+            try checkGradient("lanczos\(support) downsampler", x) { down($0).mseLoss(target) }
+        }
+    }
+
+    /// The lanczos3 forward model is the degradation itself: away from the borders (where PIL
+    /// renormalises the cut kernel and the downsampler replicates pixels) it reproduces the
+    /// Lanczos resize that `--degrade` makes the low-resolution input with, to its 8-bit
+    /// rounding; the paper's lanczos2 does not.
+    @Test func lanczos3DownsamplerIsTheDegradingResize() {
+        for factor in [4, 8] {
+            let side = 12 * factor
+            let image = RestorationTests.photo(width: side, height: side)
+            let low = image.resized(width: 12, height: 12, filter: .lanczos).tensor()
+            func interiorError(_ support: Int) -> Float {
+                let y = Degradation.downsampler(factor: factor, support: support)(image.tensor())
+                #expect(y.shape == [1, 3, 12, 12])
+                var worst: Float = 0
+                for c in 0..<3 { for i in 3..<9 { for j in 3..<9 {
+                    let k = (c * 12 + i) * 12 + j
+                    worst = Swift.max(worst, Swift.abs(y.data[k] - low.data[k]))
+                } } }
+                return worst
+            }
+            let matched = interiorError(3), paper = interiorError(2)
+            #expect(matched <= 0.51 / 255, "x\(factor): lanczos3 against the resize: \(matched * 255) levels")
+            #expect(paper > 2 / 255, "x\(factor): lanczos2 against the resize: \(paper * 255) levels")
+        }
     }
 
     @Test func lanczosResizeMatchesPIL() {
@@ -118,7 +150,12 @@ struct RestorationTests {
         let d = try resolve(RestorationTask(kind: .denoise))
         #expect(d.task.sigma == 25 && d.prior.averaging == 0.99 && d.stopping.kind == .variance)
         let s = try resolve(RestorationTask(kind: .superres, factor: 8))
-        #expect(s.iterations == 4000 && s.prior.generator?.regNoiseStd == 0.05)
+        #expect(s.iterations == 4000 && s.prior.generator?.regNoiseStd == 0.05 && s.task.downsampler == .lanczos3)
+        #expect(try resolve(RestorationTask(kind: .superres, factor: 4, downsampler: .lanczos2)).task.downsampler == .lanczos2)
+        #expect(throws: RunSpecError.self) { try resolve(RestorationTask(kind: .denoise, downsampler: .lanczos3)) }
+        // A run.json from before the downsampler was recorded ran lanczos2: it reads as nil.
+        let old = try JSONDecoder().decode(RestorationTask.self, from: Data(#"{"kind": "superres", "factor": 4}"#.utf8))
+        #expect(old.downsampler == nil)
         let i = try resolve(RestorationTask(kind: .inpaint, drop: 0.5))
         #expect(i.iterations == 3000 && i.prior.averaging == 0.99 && i.stopping.kind == .budget)
     }
@@ -144,6 +181,10 @@ struct RestorationTests {
             #expect(whole.metrics.ending == .finished && whole.metrics.iterations == 6)
             #expect(whole.metrics.result != nil, "\(task.kind): no PSNR against the ground truth")
             if task.kind == .superres { #expect(whole.metrics.baselines["bicubic"] != nil) }
+            // Averaging: the curve has the average's PSNR and the output's own beside it.
+            #expect(spec.prior.averaging > 0)
+            let values = try RestorationTests.lastCurveValues(dir + "/\(task.kind)-whole")
+            #expect(values["psnr"] != nil && values["output_psnr"] != nil && values["psnr"] != values["output_psnr"], "\(task.kind): \(values)")
             // Stopped after 3 iterations, then continued: the same image.
             var stop = RunControl(); var steps = 0
             stop.shouldStop = { steps += 1; return steps > 3 }
@@ -160,6 +201,15 @@ struct RestorationTests {
         let tv = try Restoration.run(try RestorationTests.spec(RestorationTask(kind: .denoise), input: path, iterations: 60, prior: .tv),
                                      folder: try ResultFolder(path: dir + "/tv"))
         #expect((tv.metrics.result?.psnr ?? 0) > (tv.metrics.input?.psnr ?? 99), "TV: \(tv.metrics)")
+        let tvValues = try RestorationTests.lastCurveValues(dir + "/tv")
+        #expect(tvValues["psnr"] != nil && tvValues["output_psnr"] == nil, "TV does not average: \(tvValues)")
+    }
+
+    /// The values of the last point of a run's curve.json.
+    static func lastCurveValues(_ folder: String) throws -> [String: Double] {
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/curve.json"))) as? [String: Any]
+        let points = (json?["curves"] as? [String: Any])?["image"] as? [[String: Any]]
+        return (points?.last?["values"] as? [String: Double]) ?? [:]
     }
 
     @Test func theStartFileHoldsTheCodeAndWeightsBeforeTheFirstStep() throws {

@@ -56,6 +56,9 @@ struct RestoreCommandTests {
         #expect(r.stderr.contains("note: no LPIPS") && r.stderr.contains("no-models"), "\(r.stderr)")
         let m = try RestoreCommandTests.json(sr + "/metrics.json")
         #expect((m["baselines"] as? [String: Any])?["bicubic"] != nil)
+        // The forward model is recorded: by default the resize that made the input.
+        let spec = try RestoreCommandTests.json(sr + "/run.json")["spec"] as? [String: Any]
+        #expect((spec?["task"] as? [String: Any])?["downsampler"] as? String == "lanczos3", "\(String(describing: spec?["task"]))")
         let low = try PNG.read(path: sr + "/input.png"), high = try PNG.read(path: sr + "/image.png")
         #expect(low.width == 8 && high.width == 32)
         // A mask file: the left half known.
@@ -78,6 +81,7 @@ struct RestoreCommandTests {
             (["restore", "superres", photo, "--factor", "3", "--out", out], "valid: 4, 8"),
             (["restore", "inpaint", photo, "--out", out], "--mask"),
             (["restore", "flash", photo, "--out", out], "--no-flash"),
+            (["restore", "denoise", photo, "--downsampler", "lanczos3", "--out", out], "applies to superres only"),
             (["restore", "denoise", dir.appendingPathComponent("none.png").path, "--out", out], "none.png"),
             (["restore", "denoise", photo, "--crop", "0,0,64", "--out", out], "does not fit"),
             (["restore", "--resume", dir.path], "not a folder written by dipviz restore"),
