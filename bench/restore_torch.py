@@ -173,7 +173,9 @@ def main():
         loss.backward()
         opt.step()
         o = out.detach()
-        avg = o if avg is None or weight_avg == 0 else avg * weight_avg + o * (1 - weight_avg)
+        # dipviz's average: the paper's out_avg with Adam's bias correction (see RestorationTracker).
+        w = 1 if weight_avg == 0 else (1 - weight_avg) / (1 - weight_avg ** (t + 1))
+        avg = o if avg is None else avg + (o - avg) * w
         if truth is not None and (t + 1) % 10 == 0:
             p = peak_signal_noise_ratio(truth, avg[0].clamp(0, 1).numpy(), data_range=1)
             if p > best[0]:

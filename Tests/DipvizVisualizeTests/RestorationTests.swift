@@ -5,6 +5,20 @@ import DipvizTensor
 import Foundation
 import Testing
 
+/// A parametrisation that never changes, for feeding a `RestorationTracker` outputs by hand.
+private final class ZeroImage: ImageParametrization {
+    let shape: [Int]
+    init(side: Int) { shape = [1, 3, side, side] }
+    func image(iteration t: Int) -> Tensor { Tensor(zeros: shape) }
+    func cleanImage() -> Tensor { Tensor(zeros: shape) }
+    func regularizer(iteration t: Int) -> Tensor? { nil }
+    func zeroGrad() {}
+    func step(iteration t: Int) {}
+    var state: [Tensor] { [] }
+    var stepCount: Int { 0 }
+    func restore(step: Int) {}
+}
+
 @Suite("restoration")
 struct RestorationTests {
     /// A smooth 8-bit test photo with some structure.
@@ -110,17 +124,7 @@ struct RestorationTests {
     }
 
     @Test func trackerTakesTheOutputWhereTheVarianceBottomsOut() {
-        final class Fixed: ImageParametrization {
-            func image(iteration t: Int) -> Tensor { Tensor(zeros: [1, 3, 2, 2]) }
-            func cleanImage() -> Tensor { Tensor(zeros: [1, 3, 2, 2]) }
-            func regularizer(iteration t: Int) -> Tensor? { nil }
-            func zeroGrad() {}
-            func step(iteration t: Int) {}
-            var state: [Tensor] { [] }
-            var stepCount: Int { 0 }
-            func restore(step: Int) {}
-        }
-        let tracker = RestorationTracker(Fixed(), height: 2, width: 2, averaging: 0, decay: 0.2)
+        let tracker = RestorationTracker(ZeroImage(side: 2), height: 2, width: 2, averaging: 0, decay: 0.2)
         // Outputs jump by an amplitude that shrinks until iteration 60, then grows again.
         var rng = SeededGenerator(seed: 9)
         for t in 0..<120 {
@@ -131,6 +135,27 @@ struct RestorationTests {
         let m = tracker.varianceMinimumIteration ?? 0
         #expect(m > 50 && m < 80, "minimum at \(m)")
         #expect(tracker.observations == 120)
+    }
+
+    /// The reported average is the bias-corrected exponential average, written out literally:
+    /// sum over j of (1 - a) a^(k-j) x_j / (1 - a^k): the first output is taken whole, and keeps
+    /// no weight of a^(k-1) as in an average started at it (which this fails from k = 2).
+    @Test func averageIsTheBiasCorrectedExponentialAverage() {
+        let a = 0.9
+        let tracker = RestorationTracker(ZeroImage(side: 1), height: 1, width: 1, averaging: Float(a), decay: 0.2)
+        var rng = SeededGenerator(seed: 4)
+        var outputs = [[Float]]()
+        for k in 1...40 {
+            let x = (0..<3).map { _ in rng.nextUnitFloat() }
+            outputs.append(x)
+            _ = tracker.observe(Tensor(shape: [1, 3, 1, 1], scalars: x), iteration: k - 1, groundTruth: nil)
+            for c in 0..<3 {
+                var sum = 0.0
+                for (j, o) in outputs.enumerated() { sum += (1 - a) * pow(a, Double(k - 1 - j)) * Double(o[c]) }
+                let expected = sum / (1 - pow(a, Double(k)))
+                #expect(Swift.abs(Double(tracker.cleanImage().data[c]) - expected) < 1e-5, "output \(k), channel \(c)")
+            }
+        }
     }
 
     @Test func specsRefuseWhatATaskCannotTake() throws {
