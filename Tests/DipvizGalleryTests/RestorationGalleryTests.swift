@@ -6,10 +6,10 @@ import Testing
 
 @Suite("Restoration gallery")
 struct RestorationGalleryTests {
-    @Test func computesRendersAndReusesItsRuns() throws {
+    /// A 40x40 photo and a restoration spec of two tasks on it, in a fresh folder.
+    static func fixture() throws -> (dir: URL, specPath: String) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dipviz-restoration-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
         var px = [UInt8]()
         for y in 0..<40 { for x in 0..<40 { px += [UInt8(x * 6), UInt8(y * 6), x < 20 ? 40 : 210] } }
         try PNG.write(RGBImage(width: 40, height: 40, pixels: px), path: dir.appendingPathComponent("photo.png").path)
@@ -21,6 +21,12 @@ struct RestorationGalleryTests {
         """
         let specPath = dir.appendingPathComponent("restoration.json").path
         try json.write(toFile: specPath, atomically: true, encoding: .utf8)
+        return (dir, specPath)
+    }
+
+    @Test func computesRendersAndReusesItsRuns() throws {
+        let (dir, specPath) = try RestorationGalleryTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
         #expect(RestorationGallerySpec.isRestoration(path: specPath))
         let spec = try RestorationGallerySpec.load(path: specPath)
         let out = dir.appendingPathComponent("site").path
@@ -40,5 +46,27 @@ struct RestorationGalleryTests {
         _ = try gallery.build()
         #expect(Date().timeIntervalSince(started) < 5)
         #expect(throws: GalleryError.self) { try RestorationGallery(spec: spec, budget: "full", specDirectory: dir.path, output: out, work: out + ".work") }
+    }
+
+    /// Headless Chromium loads the restoration pages: every image (inputs, outputs, baselines,
+    /// ground truth) decodes, and no console error or failed request occurs.
+    @Test(.enabled(if: GalleryTests.browserAvailable, "chromium or the python websocket-client package is missing"))
+    func pagesWorkInARealBrowser() throws {
+        let (dir, specPath) = try RestorationGalleryTests.fixture()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("site").path
+        let gallery = try RestorationGallery(spec: try RestorationGallerySpec.load(path: specPath), budget: "tiny",
+                                             specDirectory: dir.path, output: out, work: out + ".work")
+        _ = try gallery.build()
+        let shot = dir.appendingPathComponent("index.png").path
+        let script = GalleryTests.repo.appendingPathComponent("Tests/browser/check_site.py").path
+        let (status, output) = try #require(GalleryTests.run(["python3", script, out, shot]))
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("\"failures\": []"), "\(output)")
+        // Denoising: input, deep-decoder, tv, ground truth; super-resolution: input, bicubic, tv, ground truth.
+        let report = output.split(separator: "\n").last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(report?["images"] as? Int == 8, "\(output)")
+        let size = (try? FileManager.default.attributesOfItem(atPath: shot)[.size] as? Int) ?? 0
+        #expect(size > 1000, "no screenshot")
     }
 }
