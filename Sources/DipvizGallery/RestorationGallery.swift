@@ -231,7 +231,8 @@ public struct RestorationGallery {
         }
         let context: [String: Any] = [
             "title": spec.title, "description": spec.description ?? "", "css": css, "sections": sections, "size": size,
-            "budget": budgetName, "budgetDetail": "\(size)×\(size) px crops, \(Int(budget.scale * 100))% of each prior's default iterations",
+            "budget": budgetName, "budgetDetail": "\(size)×\(size) px crops, \(String(format: "%g", budget.scale * 100))% of each prior's default iterations",
+            "partialBudget": budget.scale < 1,
         ]
         let html = template.render(context)
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)

@@ -37,7 +37,7 @@ struct RestorationGalleryTests {
         var lines: [String] = []
         let index = try gallery.build { lines.append($0) }
         let html = try String(contentsOfFile: index, encoding: .utf8)
-        for text in ["Denoising", "Super-resolution", "deep-decoder", "bicubic", "ground truth", "<svg class=\"curve\""] {
+        for text in ["Denoising", "Super-resolution", "deep-decoder", "bicubic", "ground truth", "<svg class=\"curve\"", "still forming their images"] {
             #expect(html.contains(text), "the page lacks \(text)")
         }
         for e in runs { #expect(FileManager.default.fileExists(atPath: out + "/results/\(e.key)/image.png")) }
