@@ -60,7 +60,7 @@ class-check: build
 
 # Restoration (dipviz restore): the gallery of gallery/restoration.json (quick: 128 px crops and a
 # tenth of each prior's iterations; RESTORE_BUDGET=full: 256 px crops and the paper's iterations),
-# and the bar tables, one per TABLE (denoise, superres, inpaint, torch; bm3d remakes the gallery's
+# and the bar tables, one per TABLE (denoise, superres, inpaint, jpeg, torch; bm3d remakes the gallery's
 # BM3D images). BM3D and the PyTorch reference run in PYTHON (bm3d, torch, scikit-image, Pillow).
 RESTORE_BUDGET ?= quick
 TABLE ?= denoise
