@@ -230,6 +230,29 @@ struct RestorationTests {
         #expect(tvValues["psnr"] != nil && tvValues["output_psnr"] == nil, "TV does not average: \(tvValues)")
     }
 
+    /// Flash/no-flash: the flash photo is the generator's code and the no-flash photo the target;
+    /// there is no ground truth, so no PSNR, and the fit improves.
+    @Test func flashRestoresTowardsTheNoFlashPhoto() throws {
+        let dir = try RestorationTests.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let flash = RestorationTests.photo()
+        try PNG.write(flash, path: dir + "/flash.png")
+        try PNG.write(RGBImage(width: flash.width, height: flash.height, pixels: flash.pixels.map { $0 / 2 + 20 }), path: dir + "/dark.png")
+        var r = RestorationRequest(task: RestorationTask(kind: .flash), input: dir + "/flash.png")
+        r.noFlash = dir + "/dark.png"; r.iterations = 20; r.snapshotEvery = 10; r.seed = 1
+        var spec = try RestorationSpec.resolve(r)
+        #expect(spec.prior.generator?.inputDepth == 3 && spec.prior.learningRate == 0.1)
+        var small = smallGenerator
+        small.inputDepth = 3
+        spec.prior.generator = small
+        let run = try Restoration.run(spec, folder: try ResultFolder(path: dir + "/run"))
+        #expect(run.metrics.ending == .finished && run.metrics.result == nil && run.metrics.input == nil)
+        for name in ["image.png", "input.png", "flash.png"] { #expect(FileManager.default.fileExists(atPath: dir + "/run/" + name), "\(name)") }
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/curve.json"))) as? [String: Any]
+        let losses = (((json?["curves"] as? [String: Any])?["image"] as? [[String: Any]]) ?? []).compactMap { $0["loss"] as? Double }
+        #expect(losses.count >= 2 && losses.last! < losses[0] / 2, "losses \(losses)")
+    }
+
     /// The values of the last point of a run's curve.json.
     static func lastCurveValues(_ folder: String) throws -> [String: Double] {
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/curve.json"))) as? [String: Any]
