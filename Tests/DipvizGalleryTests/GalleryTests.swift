@@ -182,18 +182,26 @@ struct GalleryTests {
         return (dir, builder)
     }
 
+    /// Loads every page of `site` in headless Chromium (`Tests/browser/check_site.py`) and expects
+    /// no failure and a screenshot of the index; returns how many images decoded.
+    static func checkInBrowser(site: String, screenshot shot: String) throws -> Int {
+        let script = repo.appendingPathComponent("Tests/browser/check_site.py").path
+        let (status, output) = try #require(run(["python3", script, site, shot]))
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("\"failures\": []"), "\(output)")
+        let size = (try? FileManager.default.attributesOfItem(atPath: shot)[.size] as? Int) ?? 0
+        #expect(size > 1000, "no screenshot")
+        let report = output.split(separator: "\n").last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        return report?["images"] as? Int ?? 0
+    }
+
     /// Headless Chromium loads every page: all images decode, no console errors; a screenshot of the index is kept.
     @Test(.enabled(if: GalleryTests.browserAvailable, "chromium or the python websocket-client package is missing"))
     func pagesWorkInARealBrowser() throws {
         let (dir, builder) = try GalleryTests.builtSite()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let shot = dir.appendingPathComponent("index.png").path
-        let script = GalleryTests.repo.appendingPathComponent("Tests/browser/check_site.py").path
-        let (status, output) = try #require(GalleryTests.run(["python3", script, builder.output, shot]))
-        #expect(status == 0, "\(output)")
-        #expect(output.contains("\"failures\": []"), "\(output)")
-        let size = (try? FileManager.default.attributesOfItem(atPath: shot)[.size] as? Int) ?? 0
-        #expect(size > 1000, "no screenshot")
+        let images = try GalleryTests.checkInBrowser(site: builder.output, screenshot: dir.appendingPathComponent("index.png").path)
+        #expect(images > 0)
     }
 
     @Test(.enabled(if: GalleryTests.nbformatAvailable, "the python nbformat package is missing"))
